@@ -1,0 +1,48 @@
+"""Command line: ``animate-anyone <command>``.
+
+User errors (``AnimateAnyoneError``) become one line on stderr and exit status 2; nothing else
+is caught, so a bug keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import AnimateAnyoneError
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from .models.presets import PRESETS, get_preset
+
+    for name in sorted(PRESETS):
+        cfg = get_preset(name)
+        print(
+            f"{name}: UNet widths {cfg.unet['block_out_channels']}, cross-attention {cfg.cross_attention_dim}, "
+            f"pose guider {list(cfg.pose_guider_block_out_channels)} -> {cfg.pose_guider_embedding_channels}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="animate-anyone", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"animate-anyone {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("presets", help="list the model size presets")
+    p.set_defaults(func=_cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AnimateAnyoneError as exc:
+        print(f"animate-anyone: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

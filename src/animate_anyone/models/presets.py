@@ -1,0 +1,252 @@
+"""Model size presets: ``sd15`` (the released model) and ``tiny`` (tests, CPU work, the demo model).
+
+A preset is a :class:`ModelConfig`, the single source of every architecture number. The SD-style
+UNet settings are kept in the vocabulary of a Stable Diffusion ``unet/config.json`` so that a
+checkpoint folder's own config can be dropped in unchanged (``ModelConfig.from_sd_unet_config``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+from ..errors import ConfigError
+
+# The Stable Diffusion 1.5 `unet/config.json` fields that define the architecture.
+SD15_UNET_CONFIG: dict[str, Any] = {
+    "act_fn": "silu",
+    "attention_head_dim": 8,  # SD1.x naming: this is the number of heads, not their width
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+}
+
+# The fields of an SD unet config that we accept; anything else in a config.json is ignored
+# only if it is bookkeeping (leading underscore) or known to be irrelevant for SD1.x.
+_SD_IGNORED_KEYS = {
+    "sample_size",  # only a default for pipelines
+    "center_input_sample",
+    "dual_cross_attention",
+    "use_linear_projection",
+    "only_cross_attention",
+    "upcast_attention",
+    "num_class_embeds",
+    "class_embed_type",
+    "resnet_time_scale_shift",
+    "time_embedding_type",
+    "timestep_post_act",
+    "time_cond_proj_dim",
+    "conv_in_kernel",
+    "conv_out_kernel",
+    "projection_class_embeddings_input_dim",
+    "mid_block_type",
+    "addition_embed_type",
+    "addition_time_embed_dim",
+    "encoder_hid_dim",
+    "encoder_hid_dim_type",
+    "class_embeddings_concat",
+    "mid_block_only_cross_attention",
+    "cross_attention_norm",
+    "dropout",
+    "num_attention_heads",
+    "transformer_layers_per_block",
+    "reverse_transformer_layers_per_block",
+    "addition_embed_type_num_heads",
+    "time_embedding_dim",
+    "time_embedding_act_fn",
+    "attention_type",
+}
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Every architecture number of the Animate Anyone model.
+
+    Attributes:
+        unet: SD-style UNet config (vocabulary of diffusers ``UNet2DConditionModel``), shared by
+            the reference UNet and the spatial part of the denoising UNet.
+        motion_num_attention_heads: heads of the temporal attentions (AnimateDiff v2: 8).
+        motion_max_seq_length: length of the sinusoidal frame-position table; caps the
+            frames a single denoiser call may see (AnimateDiff v2: 32).
+        motion_mid_block: whether the mid block carries a motion module (inference_v2: yes).
+        pose_guider_block_out_channels: channel plan of the PoseGuider's conv stack; the released
+            checkpoints use (16, 32, 96, 256).
+        pose_guider_conditioning_channels: channels of the pose image (RGB: 3).
+        image_encoder: transformers ``CLIPVisionConfig`` kwargs plus ``projection_dim``.
+        vae: diffusers ``AutoencoderKL`` kwargs.
+        vae_scaling_factor: latent scale; the reference hard-codes 0.18215.
+    """
+
+    unet: dict[str, Any]
+    motion_num_attention_heads: int = 8
+    motion_max_seq_length: int = 32
+    motion_mid_block: bool = True
+    pose_guider_block_out_channels: tuple[int, ...] = (16, 32, 96, 256)
+    pose_guider_conditioning_channels: int = 3
+    image_encoder: dict[str, Any] = dataclasses.field(default_factory=dict)
+    vae: dict[str, Any] = dataclasses.field(default_factory=dict)
+    vae_scaling_factor: float = 0.18215
+
+    def __post_init__(self) -> None:
+        self.unet = normalise_sd_unet_config(self.unet)
+        self.pose_guider_block_out_channels = tuple(self.pose_guider_block_out_channels)
+
+    # ---- derived numbers -------------------------------------------------------------------
+    @property
+    def cross_attention_dim(self) -> int:
+        return int(self.unet["cross_attention_dim"])
+
+    @property
+    def pose_guider_embedding_channels(self) -> int:
+        """The PoseGuider's output channels = the denoiser's ``conv_in`` output channels."""
+        return int(self.unet["block_out_channels"][0])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["pose_guider_block_out_channels"] = list(self.pose_guider_block_out_channels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
+        if "unet" not in data:
+            raise ConfigError("model config needs a 'unet' section")
+        return cls(**copy.deepcopy(data))
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(copy.deepcopy(self), **changes)
+
+
+def normalise_sd_unet_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Keep the architecture fields of an SD unet config, reject ones we cannot build.
+
+    Raises:
+        ConfigError: for a field that changes the architecture in a way this model does not
+            support (SDXL-style additions, linear projections, ...).
+    """
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key.startswith("_"):
+            continue
+        if key in SD15_UNET_CONFIG:
+            out[key] = list(value) if isinstance(value, (list, tuple)) else value
+        elif key in _SD_IGNORED_KEYS:
+            if key == "use_linear_projection" and value:
+                raise ConfigError("UNet configs with use_linear_projection=true (SD2.x) are not supported")
+            if key in {"addition_embed_type", "encoder_hid_dim", "class_embed_type"} and value:
+                raise ConfigError(f"UNet config field {key}={value!r} (SDXL-style conditioning) is not supported")
+            continue
+        else:
+            raise ConfigError(f"unknown UNet config field {key!r}")
+    missing = sorted(set(SD15_UNET_CONFIG) - set(out) - {"sample_size", "center_input_sample"})
+    if missing:
+        raise ConfigError(f"UNet config lacks {', '.join(missing)}")
+    out.setdefault("sample_size", 64)
+    out.setdefault("center_input_sample", False)
+    n_blocks = len(out["block_out_channels"])
+    for key in ("down_block_types", "up_block_types"):
+        if len(out[key]) != n_blocks:
+            raise ConfigError(
+                f"UNet config: {key} has {len(out[key])} entries but block_out_channels has {n_blocks}"
+            )
+    for ch in out["block_out_channels"]:
+        if ch % out["norm_num_groups"]:
+            raise ConfigError(
+                f"UNet config: block width {ch} is not a multiple of norm_num_groups={out['norm_num_groups']}"
+            )
+    return out
+
+
+SD15_IMAGE_ENCODER = {
+    # CLIP ViT-L/14 vision tower of lambdalabs/sd-image-variations-diffusers
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 224,
+    "patch_size": 14,
+    "projection_dim": 768,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+    "num_channels": 3,
+}
+
+SD15_VAE = {
+    # stabilityai/sd-vae-ft-mse
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "act_fn": "silu",
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 256,
+}
+
+
+def _sd15() -> ModelConfig:
+    return ModelConfig(unet=dict(SD15_UNET_CONFIG), image_encoder=dict(SD15_IMAGE_ENCODER), vae=dict(SD15_VAE))
+
+
+def _tiny() -> ModelConfig:
+    # Same topology as sd15 (4 levels, 2 layers, motion modules everywhere) at 1/10 of the width:
+    # the shape of the shared parity fixture. About 6 M parameters in all.
+    unet = dict(SD15_UNET_CONFIG)
+    unet.update(block_out_channels=[32, 32, 64, 64], attention_head_dim=4, cross_attention_dim=32, sample_size=8)
+    return ModelConfig(
+        unet=unet,
+        pose_guider_block_out_channels=(16, 32, 64, 128),
+        image_encoder={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+            "projection_dim": 32,
+            "hidden_act": "quick_gelu",
+            "layer_norm_eps": 1e-5,
+            "num_channels": 3,
+        },
+        vae={
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ["DownEncoderBlock2D"] * 4,
+            "up_block_types": ["UpDecoderBlock2D"] * 4,
+            "block_out_channels": [32, 32, 32, 32],
+            "layers_per_block": 1,
+            "act_fn": "silu",
+            "latent_channels": 4,
+            "norm_num_groups": 16,
+            "sample_size": 64,
+        },
+    )
+
+
+PRESETS = {"sd15": _sd15, "tiny": _tiny}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """Return a fresh copy of the named preset (``sd15`` or ``tiny``)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}") from None

@@ -1,0 +1,67 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FIXTURE = SHARED / "reference" / "moore_small_fixture"
+LAYOUT = SHARED / "reference" / "moore_checkpoint_layout.json"
+ASSETS = SHARED / "assets"
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("RUN_SLOW") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow test: set RUN_SLOW=1 or pass -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def fixture_dir():
+    if not FIXTURE.is_dir():
+        pytest.skip(f"shared reference fixture not found at {FIXTURE}")
+    return FIXTURE
+
+
+@pytest.fixture
+def layout_path():
+    if not LAYOUT.is_file():
+        pytest.skip(f"shared checkpoint layout not found at {LAYOUT}")
+    return LAYOUT
+
+
+@pytest.fixture
+def tiny_config():
+    from animate_anyone.models.presets import get_preset
+
+    return get_preset("tiny")
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    from animate_anyone.models import AnimateAnyoneModel
+
+    torch.manual_seed(0)
+    model = AnimateAnyoneModel(tiny_config).eval()
+    randomise_(model)
+    return model
+
+
+def randomise_(module: torch.nn.Module, scale: float = 0.2) -> None:
+    """Give every parameter random values, including zero-initialised output layers, so that every
+    path of the network contributes to the output."""
+    g = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("weight") and p.ndim == 1:  # norm scales stay near 1
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(scale * torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
