@@ -7,6 +7,7 @@ is caught, so a bug keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from . import __version__
@@ -25,12 +26,19 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+# Modules that add sub-commands: each defines `register(subparsers)`; its handlers import their
+# heavy dependencies inside the handler, so `animate-anyone --help` stays fast.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animate-anyone", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"animate-anyone {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("presets", help="list the model size presets")
     p.set_defaults(func=_cmd_presets)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Data I/O: images and videos, datasets."""

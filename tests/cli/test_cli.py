@@ -1,0 +1,15 @@
+import subprocess
+import sys
+
+from animate_anyone.cli import main
+
+
+def test_presets_command(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "sd15: UNet widths [320, 640, 1280, 1280]" in out and "tiny:" in out
+
+
+def test_console_entry_point_runs():
+    res = subprocess.run([sys.executable, "-m", "animate_anyone.cli", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and "animate-anyone" in res.stdout
