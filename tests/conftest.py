@@ -65,3 +65,33 @@ def randomise_(module: torch.nn.Module, scale: float = 0.2) -> None:
                 p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(scale * torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
+
+
+def make_moore_folder(root: Path, fixture: Path) -> Path:
+    """A Moore-AnimateAnyone `pretrained_weights/` folder built from the shared small fixture:
+    its four .pth files, its UNet config, and seeded random VAE / CLIP encoder of its configs."""
+    import json
+    import shutil
+
+    from diffusers import AutoencoderKL
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    cfg = json.loads((fixture / "config.json").read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth"):
+        shutil.copyfile(fixture / name, root / name)
+    unet_dir = root / "stable-diffusion-v1-5" / "unet"
+    unet_dir.mkdir(parents=True)
+    (unet_dir / "config.json").write_text(json.dumps(cfg["sd_unet_config"]))
+    torch.manual_seed(cfg["seed"])
+    vae_cfg = {k: v for k, v in cfg["vae_config"].items() if k != "scaling_factor"}
+    AutoencoderKL(**vae_cfg).save_pretrained(root / "sd-vae-ft-mse")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**cfg["clip_vision_config"])).save_pretrained(root / "image_encoder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def moore_folder(tmp_path_factory):
+    if not FIXTURE.is_dir():
+        pytest.skip(f"shared reference fixture not found at {FIXTURE}")
+    return make_moore_folder(tmp_path_factory.mktemp("weights") / "pretrained_weights", FIXTURE)

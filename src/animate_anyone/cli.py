@@ -28,7 +28,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 # Modules that add sub-commands: each defines `register(subparsers)`; its handlers import their
 # heavy dependencies inside the handler, so `animate-anyone --help` stays fast.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["animate_anyone.pipelines.cli", "animate_anyone.weights.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep diffusers'/transformers' info chatter and weight-loading bars off the terminal."""
+    import logging
+
+    for name in ("diffusers", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+        from diffusers.utils import logging as dlog
+
+        dlog.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "presets":
+        quiet_libraries()
     try:
         return args.func(args)
     except AnimateAnyoneError as exc:

@@ -79,6 +79,9 @@ def read_video(path: str | Path, max_frames: int | None = None) -> Video:
                     break
     except InputError:
         raise
+    except EOFError:
+        if not frames:
+            raise InputError(f"{path}: video has no frames") from None
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable video ({type(exc).__name__})") from None
     if not frames:

@@ -150,6 +150,8 @@ class ReferenceReadProcessor:
             raise ValueError(f"{plain_rows} unconditional rows requested but the call has {rows}")
         ref_k, ref_v = ref_kv  # (ref_batch, ref_tokens, inner)
         read_rows = rows - plain_rows
+        if read_rows == 0:
+            return _attend(attn, q, k, v)
         if read_rows % ref_k.shape[0]:
             raise ValueError(
                 f"reference bank at {self.path} has {ref_k.shape[0]} rows, which does not divide "

@@ -101,8 +101,8 @@ def _derived(key: str) -> bool:
     return key.endswith("pos_embed.pe")
 
 
-def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
-    """Load ``state_dict`` into ``module``; any missing, unexpected or mis-shaped key is an error.
+def check_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`WeightsError` unless ``state_dict`` has exactly ``module``'s keys and shapes.
 
     Derived buffers (position tables) may be absent. The error names the first few keys of each
     kind and the counts.
@@ -122,13 +122,23 @@ def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], what: st
             problems.append(f"{len(keys)} {label} ({shown})")
     if problems:
         raise WeightsError(f"{what}: checkpoint does not match the model: " + "; ".join(problems))
+
+
+def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``state_dict`` into ``module`` after :func:`check_state_dict`."""
+    check_state_dict(module, state_dict, what)
     module.load_state_dict(state_dict, strict=False)
 
 
 def read_pth(path) -> dict[str, torch.Tensor]:
     """Read a released ``.pth`` state dict safely (``weights_only``: no code is ever executed)."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # memory-map zip-format checkpoints (multi-GB files are not read into RAM twice)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"{path}: file not found") from None
     except Exception as exc:  # unpickling refused or corrupt file

@@ -1,0 +1,117 @@
+"""``animate-anyone animate``: reference image + pose video (or driving video) -> mp4."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("animate", help="animate a reference image with a pose video")
+    p.add_argument("--ref", required=True, help="reference image of the character")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pose", help="pose-skeleton video, or a folder of pose images (file-name order)")
+    src.add_argument("--driving", help="real video of a person: poses are extracted and aligned to --ref")
+    p.add_argument("--no-align", action="store_true", help="with --driving: do not retarget the skeleton")
+    p.add_argument("--weights", required=True, help="weights folder (Moore, MusePose or native layout)")
+    p.add_argument("--output", "-o", required=True, help="output .mp4")
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--height", type=int, default=768)
+    p.add_argument("--num-frames", type=int, default=None, help="default: every pose frame")
+    p.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    p.add_argument("--guidance-scale", type=float, default=3.5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--context-frames", type=int, default=24)
+    p.add_argument("--context-overlap", type=int, default=4)
+    p.add_argument("--wrap-around", action="store_true", help="let the last context window wrap to the start")
+    p.add_argument("--compat", choices=["none", "moore"], default="none",
+                   help="'moore': reproduce the reference implementation's long pipeline, quirks included")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: fp16 on CUDA, fp32 on CPU")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--sequential-cfg", action="store_true", help="lower memory: guidance halves one after another")
+    p.add_argument("--offload", action="store_true", help="lower GPU memory: components visit the GPU only when used")
+    p.add_argument("--decode-chunk-size", type=int, default=8)
+    p.add_argument("--fps", type=float, default=None, help="default: the pose video's frame rate")
+    p.add_argument("--grid", action="store_true", help="also write OUTPUT_grid.mp4: reference | pose | result")
+    p.add_argument("--save-array", help="also save the float frames (frames, height, width, 3) in [0, 1] as .npy")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_animate)
+
+
+def _grid(ref, poses, result, width, height):
+    import numpy as np
+    from PIL import Image
+
+    ref_arr = np.asarray(ref.resize((width, height), Image.LANCZOS))
+    rows = []
+    for pose, frame in zip(poses, result):
+        pose_arr = np.asarray(Image.fromarray(pose).resize((width, height), Image.LANCZOS))
+        rows.append(np.concatenate([ref_arr, pose_arr, frame], axis=1))
+    return np.stack(rows)
+
+
+def run_animate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ..data.video_io import atomic_path, read_image, read_video, write_video
+    from ..errors import InputError
+    from ..weights.layouts import load_pipeline
+    from .pipeline_animate import check_call_arguments
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".mp4":
+        raise InputError(f"{out}: output must be an .mp4 file")
+    ref = read_image(args.ref)
+    report_lines = []
+    if args.pose:
+        pose_video = read_video(args.pose)
+        poses, fps = pose_video.frames, pose_video.fps
+    else:
+        try:
+            from ..pose import prepare_driving_pose
+        except ImportError as exc:
+            raise InputError(f"--driving needs the pose extra (pip install 'animate-anyone[pose]'): {exc}") from None
+        poses, fps, report = prepare_driving_pose(args.driving, ref, align=not args.no_align)
+        report_lines.append(str(report))
+    num_frames = args.num_frames or len(poses)
+    if num_frames > len(poses):
+        raise InputError(f"--num-frames {num_frames} exceeds the {len(poses)} pose frames given")
+    try:  # cheap checks before any weights are read
+        check_call_arguments(len(poses), args.width, args.height, num_frames, args.steps, args.guidance_scale,
+                             args.context_frames, args.context_overlap, args.compat)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = args.dtype or ("fp16" if device.startswith("cuda") else "fp32")
+    dtype = getattr(torch, DTYPES[dtype_name])
+    pipe = load_pipeline(args.weights, device=device, dtype=dtype)
+    pipe.to(offload=args.offload)
+    try:
+        result = pipe(
+            ref, poses[:num_frames], width=args.width, height=args.height, num_frames=num_frames,
+            num_inference_steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed,
+            context_frames=args.context_frames, context_overlap=args.context_overlap,
+            wrap_around=True if args.wrap_around else None, compat=args.compat,
+            sequential_cfg=args.sequential_cfg, decode_chunk_size=args.decode_chunk_size, progress=not args.quiet,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    frames = result.to_uint8()
+    fps = args.fps or fps
+    with contextlib.ExitStack() as stack:
+        # every output is written under a temporary name and renamed only if all succeed
+        write_video(stack.enter_context(atomic_path(out)), frames, fps)
+        if args.grid:
+            grid_path = out.with_name(out.stem + "_grid.mp4")
+            write_video(stack.enter_context(atomic_path(grid_path)), _grid(ref, poses, frames, args.width, args.height), fps)
+        if args.save_array:
+            with open(stack.enter_context(atomic_path(args.save_array)), "wb") as fh:
+                np.save(fh, result.frames)
+    for line in report_lines:
+        print(line)
+    print(f"wrote {out} ({len(frames)} frames, {args.width}x{args.height}, {fps:g} fps)")
+    return 0

@@ -1,0 +1,326 @@
+"""AnimateAnyonePipeline: reference image + pose frames -> video.
+
+Components: the trained :class:`AnimateAnyoneModel` (ReferenceNet, denoising UNet, PoseGuider),
+a diffusers ``AutoencoderKL``, a transformers ``CLIPVisionModelWithProjection`` and a diffusers
+``DDIMScheduler`` configured as the released model was (v-prediction, zero terminal SNR,
+trailing timesteps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from ..models.animate_anyone import AnimateAnyoneModel
+from ..models.presets import ModelConfig
+from .context import frame_coverage, uniform_windows
+from .preprocess import clip_pixels, pose_pixels, vae_pixels
+
+# configs/inference/inference_v2.yaml of the reference implementation
+SCHEDULER_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "linear",
+    "clip_sample": False,
+    "steps_offset": 1,
+    "prediction_type": "v_prediction",
+    "rescale_betas_zero_snr": True,
+    "timestep_spacing": "trailing",
+    "set_alpha_to_one": True,
+}
+
+COMPAT_MODES = ("none", "moore")
+
+
+def make_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(**SCHEDULER_CONFIG)
+
+
+def guidance_combine(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: ``uncond + scale * (cond - uncond)``."""
+    return uncond + scale * (cond - uncond)
+
+
+def check_call_arguments(num_pose_frames: int, width: int, height: int, num_frames: int, num_inference_steps: int,
+                         guidance_scale: float, context_frames: int, context_overlap: int, compat: str,
+                         max_context: int = 32) -> None:
+    """Raise ``ValueError`` quoting the bad value for arguments the pipeline cannot run with."""
+    if width % 8 or height % 8 or width <= 0 or height <= 0:
+        raise ValueError(f"width and height must be positive multiples of 8, got {width}x{height}")
+    if num_pose_frames == 0:
+        raise ValueError("no pose frames given")
+    if not 1 <= num_frames <= num_pose_frames:
+        raise ValueError(f"num_frames must be in [1, {num_pose_frames}] (pose frames given), got {num_frames}")
+    if num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+    if guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be non-negative, got {guidance_scale}")
+    if not 1 <= context_frames <= max_context:
+        raise ValueError(f"context_frames must be in [1, {max_context}] (motion-module limit), got {context_frames}")
+    if not 0 <= context_overlap < context_frames:
+        raise ValueError(f"context_overlap must be in [0, {context_frames}), got {context_overlap}")
+    if compat not in COMPAT_MODES:
+        raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
+
+
+@dataclass
+class AnimationOutput:
+    """Result of a pipeline call.
+
+    Attributes:
+        frames: ``(frames, height, width, 3)`` float32 in [0, 1].
+        windows: the context windows used (frame indices).
+        timesteps: the denoising timesteps.
+    """
+
+    frames: np.ndarray
+    windows: list[list[int]] = field(default_factory=list)
+    timesteps: list[int] = field(default_factory=list)
+
+    def to_uint8(self) -> np.ndarray:
+        return (self.frames * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+
+
+class AnimateAnyonePipeline:
+    """Pose-guided video generation.
+
+    Args:
+        model: ReferenceNet + denoising UNet + PoseGuider.
+        vae: SD VAE (``sd-vae-ft-mse`` for the released model).
+        image_encoder: CLIP vision model with projection (``sd-image-variations`` encoder).
+        scheduler: defaults to :func:`make_scheduler`.
+    """
+
+    def __init__(
+        self,
+        model: AnimateAnyoneModel,
+        vae: AutoencoderKL,
+        image_encoder: CLIPVisionModelWithProjection,
+        scheduler: DDIMScheduler | None = None,
+    ):
+        self.model = model.eval()
+        self.vae = vae.eval()
+        self.image_encoder = image_encoder.eval()
+        self.scheduler = scheduler or make_scheduler()
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.offload = False
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: ModelConfig, seed: int | None = 0) -> AnimateAnyonePipeline:
+        """A pipeline with freshly initialised weights (random output layers if ``seed`` is given,
+        so every path contributes); for tests and benchmarks."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = AnimateAnyoneModel(config)
+        vae = AutoencoderKL(**config.vae)
+        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**config.image_encoder))
+        if seed is not None:
+            with torch.no_grad():
+                for module in (model.pose_guider.conv_out,):
+                    torch.nn.init.normal_(module.weight, std=0.02)
+                for p in model.denoising_unet.parameters():
+                    if p.ndim >= 2 and torch.count_nonzero(p) == 0:
+                        torch.nn.init.normal_(p, std=0.02)
+        return cls(model, vae, encoder)
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+           offload: bool = False) -> AnimateAnyonePipeline:
+        """Move to ``device``/``dtype``. With ``offload`` the components stay on the CPU and visit
+        the device only while they run (lower peak memory on a GPU, slower)."""
+        if device is not None:
+            self.device = torch.device(device)
+        if dtype is not None:
+            self.dtype = dtype
+        self.offload = offload and self.device.type != "cpu"
+        for module in (self.model, self.vae, self.image_encoder):
+            module.to(device="cpu" if self.offload else self.device, dtype=self.dtype)
+        return self
+
+    @contextlib.contextmanager
+    def _on_device(self, *modules: torch.nn.Module):
+        if not self.offload:
+            yield
+            return
+        for m in modules:
+            m.to(self.device)
+        try:
+            yield
+        finally:
+            for m in modules:
+                m.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    # ---- steps ------------------------------------------------------------------------------
+    def check_inputs(self, pose_frames, width: int, height: int, num_frames: int, num_inference_steps: int,
+                     guidance_scale: float, context_frames: int, context_overlap: int, compat: str) -> None:
+        check_call_arguments(len(pose_frames), width, height, num_frames, num_inference_steps, guidance_scale,
+                             context_frames, context_overlap, compat, self.model.config.motion_max_seq_length)
+
+    def encode_reference(self, ref_image: Image.Image, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> image embedding ``(1, 1, cross_dim)`` and reference latent ``(1, 4, h, w)``."""
+        size = self.image_encoder.config.image_size
+        with self._on_device(self.image_encoder):
+            pixels = clip_pixels(ref_image, size).to(self.device, self.dtype)
+            embeds = self.image_encoder(pixels).image_embeds.unsqueeze(1)  # (1, 1, cross_dim)
+        with self._on_device(self.vae):
+            pixels = vae_pixels(ref_image, width, height).to(self.device, self.dtype)
+            latents = self.vae.encode(pixels).latent_dist.mean * self.model.config.vae_scaling_factor
+        return embeds, latents
+
+    def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8) -> np.ndarray:
+        """``(1, 4, frames, h, w)`` -> ``(frames, 8h, 8w, 3)`` float32 in [0, 1], ``chunk_size`` frames
+        per VAE call."""
+        frames = latents[0].transpose(0, 1) / self.model.config.vae_scaling_factor  # (frames, 4, h, w)
+        out = []
+        with self._on_device(self.vae):
+            for i in range(0, frames.shape[0], max(1, chunk_size)):
+                chunk = frames[i : i + chunk_size].to(self.device, self.dtype)
+                image = self.vae.decode(chunk).sample  # (n, 3, H, W) in [-1, 1]
+                out.append((image / 2 + 0.5).clamp(0, 1).float().permute(0, 2, 3, 1).cpu())
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        ref_image: Image.Image,
+        pose_frames: Sequence[Image.Image | np.ndarray] | np.ndarray,
+        width: int = 512,
+        height: int = 768,
+        num_frames: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 3.5,
+        seed: int = 42,
+        context_frames: int = 24,
+        context_overlap: int = 4,
+        wrap_around: bool | None = None,
+        compat: str = "none",
+        sequential_cfg: bool = False,
+        decode_chunk_size: int = 8,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        progress: bool = True,
+    ) -> AnimationOutput:
+        """Generate a video.
+
+        Args:
+            ref_image: the character (PIL RGB).
+            pose_frames: pose images (PIL or uint8 ``(h, w, 3)``), one per output frame.
+            width, height: output size (multiples of 8).
+            num_frames: frames to generate (default: all pose frames).
+            num_inference_steps: DDIM steps.
+            guidance_scale: classifier-free guidance scale; guidance is on iff > 1.
+            seed: seeds the only random draw, the initial latent (on the CPU).
+            context_frames, context_overlap: window size and overlap for the motion modules.
+            wrap_around: let the last window wrap to the first frames (default: only in
+                ``compat="moore"``).
+            compat: ``"moore"`` reproduces the reference implementation's long pipeline quirks
+                and all: wrap-around windows, the bank rounded to fp16, latents and noise in the
+                model dtype, and no per-frame averaging without guidance.
+            sequential_cfg: run the unconditional and conditional halves one after the other
+                (half the activation memory, same result).
+            decode_chunk_size: frames per VAE decode call.
+            callback: called after every step as ``callback(step_index, timestep, latents)``.
+        """
+        # 1. Check inputs
+        num_frames = len(pose_frames) if num_frames is None else num_frames
+        self.check_inputs(pose_frames, width, height, num_frames, num_inference_steps, guidance_scale,
+                          context_frames, context_overlap, compat)
+        moore = compat == "moore"
+        wrap = moore if wrap_around is None else wrap_around
+        do_cfg = guidance_scale > 1.0
+        model, bank = self.model, self.model.bank
+        latent_dtype = self.dtype if moore else torch.float32
+        h, w = height // 8, width // 8
+
+        # 2. Reference: CLIP embedding and VAE latent, then the reference pass, once per video
+        embeds, ref_latents = self.encode_reference(ref_image, width, height)
+        saved_storage = bank.storage_dtype
+        bank.storage_dtype = torch.float16 if moore else None
+        try:
+            with self._on_device(model.reference_unet):
+                model.write_reference(ref_latents, embeds)
+            bank.cache_projections = True
+            uncond_embeds = torch.zeros_like(embeds)
+
+            # 3. Pose images (features are computed per window: memory does not grow with length)
+            poses = pose_pixels(pose_frames[:num_frames], width, height)  # (1, 3, F, H, W) on CPU
+
+            # 4. Initial noise: the only random draw, on the CPU
+            generator = torch.Generator("cpu").manual_seed(seed)
+            latents = torch.randn((1, 4, num_frames, h, w), generator=generator,
+                                  dtype=self.dtype if moore else torch.float32)
+            latents = latents.to(self.device, latent_dtype)
+
+            # 5. Schedules
+            self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+            timesteps = self.scheduler.timesteps
+            windows = uniform_windows(num_frames, context_frames, context_overlap, wrap_around=wrap)
+            coverage = torch.tensor(frame_coverage(windows, num_frames), device=self.device, dtype=torch.float32)
+            coverage = coverage.view(1, 1, -1, 1, 1)
+            pose_cache: dict[int, torch.Tensor] = {}
+            cache_pose = len(windows) == 1 or not self.offload
+
+            # 6. Denoising loop
+            with self._on_device(model.denoising_unet, model.pose_guider):
+                for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="denoising")):
+                    acc = torch.zeros((2 if do_cfg else 1, 4, num_frames, h, w), device=self.device,
+                                      dtype=latent_dtype if moore else torch.float32)
+                    for wi, window in enumerate(windows):
+                        if wi in pose_cache:
+                            pose_features = pose_cache[wi]
+                        else:
+                            pose_features = model.pose_guider(poses[:, :, window].to(self.device, self.dtype))
+                            if cache_pose:
+                                pose_cache[wi] = pose_features
+                        x = latents[:, :, window].to(self.dtype)
+                        pred = self._predict(x, t, embeds, uncond_embeds, pose_features, do_cfg, sequential_cfg)
+                        acc[:, :, window] += pred.to(acc.dtype)
+                    if do_cfg:
+                        uncond, cond = (acc / coverage).chunk(2)
+                        model_output = guidance_combine(uncond, cond, guidance_scale)
+                    else:
+                        # the reference implementation sums overlapping windows without guidance
+                        model_output = acc if moore else acc / coverage
+                    latents = self.scheduler.step(model_output.to(latent_dtype), t, latents).prev_sample
+                    if callback is not None:
+                        callback(i, int(t), latents)
+        finally:
+            bank.clear()
+            bank.cache_projections = False
+            bank.uncond_samples = 0
+            bank.storage_dtype = saved_storage
+
+        # 7. Decode
+        frames = self.decode_latents(latents, decode_chunk_size)
+        return AnimationOutput(frames=frames, windows=windows, timesteps=[int(t) for t in timesteps])
+
+    def _predict(self, x, t, embeds, uncond_embeds, pose_features, do_cfg: bool, sequential: bool) -> torch.Tensor:
+        """Model output for one window: ``(2 if do_cfg else 1, 4, f, h, w)``, uncond first."""
+        unet, bank = self.model.denoising_unet, self.model.bank
+        if not do_cfg:
+            bank.uncond_samples = 0
+            return unet(x, t, embeds, pose_features=pose_features)
+        if sequential:
+            bank.uncond_samples = 1  # the whole (batch 1) call ignores the reference
+            uncond = unet(x, t, uncond_embeds, pose_features=pose_features)
+            bank.uncond_samples = 0
+            cond = unet(x, t, embeds, pose_features=pose_features)
+            return torch.cat([uncond, cond])
+        # one batch [uncond, cond]: same pose features, zero embedding and no reference for uncond
+        bank.uncond_samples = 1
+        try:
+            return unet(torch.cat([x, x]), t, torch.cat([uncond_embeds, embeds]),
+                        pose_features=torch.cat([pose_features, pose_features]))
+        finally:
+            bank.uncond_samples = 0

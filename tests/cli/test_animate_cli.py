@@ -1,0 +1,99 @@
+"""`animate-anyone animate` end to end on the fixture weights, and its bad-input behaviour."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from animate_anyone.cli import main
+from animate_anyone.data.video_io import read_video, write_image, write_video
+from tests.conftest import ASSETS
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    rng = np.random.default_rng(0)
+    ref = write_image(tmp_path / "ref.png", rng.integers(0, 255, (80, 60, 3), dtype=np.uint8))
+    pose = write_video(tmp_path / "pose.mp4", rng.integers(0, 255, (5, 64, 48, 3), dtype=np.uint8), fps=12)
+    return ref, pose
+
+
+def _args(ref, pose, weights, out, *extra):
+    return ["animate", "--ref", str(ref), "--pose", str(pose), "--weights", str(weights), "--output", str(out),
+            "--width", "64", "--height", "64", "--steps", "1", "--quiet", *extra]
+
+
+def test_animate_writes_video_grid_and_array(inputs, moore_folder, tmp_path):
+    ref, pose = inputs
+    out = tmp_path / "out" / "result.mp4"
+    arr = tmp_path / "out" / "frames.npy"
+    assert main(_args(ref, pose, moore_folder, out, "--grid", "--save-array", str(arr))) == 0
+    video = read_video(out)
+    assert len(video) == 5 and video.size == (64, 64) and video.fps == pytest.approx(12)
+    grid = read_video(out.with_name("result_grid.mp4"))
+    assert grid.size == (192, 64) and len(grid) == 5
+    frames = np.load(arr)
+    assert frames.shape == (5, 64, 64, 3) and frames.dtype == np.float32
+    assert 0 <= frames.min() and frames.max() <= 1
+    assert sorted(p.name for p in out.parent.iterdir()) == ["frames.npy", "result.mp4", "result_grid.mp4"]
+
+
+def test_pose_folder_and_num_frames(inputs, moore_folder, tmp_path):
+    ref, _ = inputs
+    folder = tmp_path / "poses"
+    for i in range(4):
+        write_image(folder / f"{i:03d}.png", np.full((64, 64, 3), 40 * i, np.uint8))
+    out = tmp_path / "r.mp4"
+    assert main(_args(ref, folder, moore_folder, out, "--num-frames", "3")) == 0
+    assert len(read_video(out)) == 3
+
+
+def _fails(argv, capsys, tmp_path, expect):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and expect in err, err
+    assert not list(tmp_path.glob("**/*.mp4.tmp*")) and not (tmp_path / "o.mp4").exists()
+
+
+def test_bad_inputs(inputs, moore_folder, tmp_path, capsys):
+    ref, pose = inputs
+    out = tmp_path / "o.mp4"
+    _fails(_args(tmp_path / "missing.png", pose, moore_folder, out), capsys, tmp_path, "image not found")
+    (tmp_path / "corrupt.png").write_bytes(b"garbage")
+    _fails(_args(tmp_path / "corrupt.png", pose, moore_folder, out), capsys, tmp_path, "not a readable image")
+    (tmp_path / "corrupt.mp4").write_bytes(b"garbage" * 100)
+    _fails(_args(ref, tmp_path / "corrupt.mp4", moore_folder, out), capsys, tmp_path, "not a readable video")
+    (tmp_path / "empty").mkdir()
+    _fails(_args(ref, tmp_path / "empty", moore_folder, out), capsys, tmp_path, "no images")
+    _fails(_args(ref, pose, tmp_path / "empty", out), capsys, tmp_path, "unusable weights folder")
+    _fails(_args(ref, pose, moore_folder, out, "--num-frames", "50"), capsys, tmp_path, "exceeds")
+    _fails(_args(ref, pose, moore_folder, out, "--width", "65"), capsys, tmp_path, "multiples of 8")
+    broken = tmp_path / "broken"
+    shutil.copytree(moore_folder, broken)
+    (broken / "pose_guider.pth").write_bytes(b"\x00" * 100)
+    _fails(_args(ref, pose, broken, out), capsys, tmp_path, "pose_guider.pth")
+
+
+def test_zero_frame_video(inputs, moore_folder, tmp_path, capsys):
+    import av
+
+    ref, _ = inputs
+    empty = tmp_path / "zero.mkv"
+    with av.open(str(empty), "w", format="matroska") as c:
+        s = c.add_stream("ffv1", rate=10)
+        s.width = s.height = 16
+        s.pix_fmt = "yuv420p"
+        c.start_encoding()
+    _fails(_args(ref, empty, moore_folder, tmp_path / "o.mp4"), capsys, tmp_path, "no frames")
+
+
+def test_real_pose_video_asset(moore_folder, tmp_path):
+    if not ASSETS.is_dir():
+        pytest.skip(f"shared assets not found at {ASSETS}")
+    out = tmp_path / "real.mp4"
+    argv = _args(ASSETS / "ref_human_fullbody_01.png", ASSETS / "pose_dwpose_01.mp4", moore_folder, out,
+                 "--num-frames", "6", "--context-frames", "4", "--context-overlap", "1")
+    assert main(argv) == 0
+    video = read_video(out)
+    assert len(video) == 6 and video.fps == pytest.approx(30)

@@ -1,0 +1,113 @@
+"""Weights folders: recognising layouts, strict checks, safe loading, conversion."""
+
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animate_anyone.cli import main
+from animate_anyone.errors import WeightsError
+from animate_anyone.weights.layouts import check_weights, convert_weights, inspect_weights, load_pipeline
+from animate_anyone.weights.moore import read_pth
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_moore_layout_is_recognised_and_usable(moore_folder, capsys):
+    report = check_weights(moore_folder)
+    assert report.kind == "moore" and report.usable, report.summary()
+    assert main(["weights", "check", str(moore_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "layout: moore" in out and "usable: yes" in out
+
+
+def test_musepose_layout(moore_folder, tmp_path):
+    root = tmp_path / "pretrained_weights"
+    root.mkdir()
+    (root / "MusePose").mkdir()
+    for name in ("denoising_unet.pth", "reference_unet.pth", "pose_guider.pth", "motion_module.pth"):
+        shutil.copyfile(moore_folder / name, root / "MusePose" / name)
+    shutil.copytree(moore_folder / "sd-vae-ft-mse", root / "sd-vae-ft-mse")
+    shutil.copytree(moore_folder / "image_encoder", root / "image_encoder")
+    shutil.copytree(moore_folder / "stable-diffusion-v1-5", root / "sd-image-variations-diffusers")
+    report = check_weights(root)
+    assert report.kind == "musepose" and report.usable, report.summary()
+
+
+def test_missing_motion_module_is_an_error_not_an_identity(moore_folder, tmp_path, capsys):
+    root = _copy(moore_folder, tmp_path / "w")
+    (root / "motion_module.pth").unlink()
+    report = inspect_weights(root)
+    assert not report.usable and any("motion_module" in m for m in report.missing)
+    assert main(["weights", "check", str(root)]) == 1
+    assert "MISSING: motion_module" in capsys.readouterr().out
+    with pytest.raises(WeightsError, match="motion_module"):
+        load_pipeline(root)
+
+
+def test_mismatched_checkpoint_names_keys(moore_folder, tmp_path):
+    root = _copy(moore_folder, tmp_path / "w")
+    state = read_pth(root / "reference_unet.pth")
+    state.pop("conv_in.weight")
+    state["bogus.weight"] = torch.zeros(1)
+    state["conv_in.bias"] = torch.zeros(7)
+    # write a new file (the old one is memory-mapped by read_pth; never truncate it in place)
+    torch.save(state, root / "tmp.pth")
+    (root / "tmp.pth").replace(root / "reference_unet.pth")
+    report = check_weights(root)
+    assert not report.usable
+    text = " ".join(report.problems)
+    assert "1 missing (conv_in.weight)" in text and "bogus.weight" in text and "conv_in.bias (7,)" in text
+    with pytest.raises(WeightsError, match="reference_unet"):
+        load_pipeline(root)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickle_needing_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as fh:
+        pickle.dump({"x": _Evil()}, fh)
+    with pytest.raises(WeightsError, match="refused|cannot read"):
+        read_pth(path)
+    assert "this must never run" not in capsys.readouterr().out
+    torch.save({"x": _Evil()}, tmp_path / "evil2.pth")
+    with pytest.raises(WeightsError, match="refused"):
+        read_pth(tmp_path / "evil2.pth")
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_unknown_folder_is_reported(tmp_path, capsys):
+    (tmp_path / "random.txt").write_text("hi")
+    assert main(["weights", "check", str(tmp_path)]) == 1
+    assert "layout: not recognised" in capsys.readouterr().out
+    assert main(["weights", "check", str(tmp_path / "nope")]) == 1
+
+
+@torch.no_grad()
+def test_convert_to_native_gives_same_video(moore_folder, tmp_path):
+    out = convert_weights(moore_folder, tmp_path / "native")
+    assert inspect_weights(out).kind == "native" and check_weights(out).usable
+    ref = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    poses = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(3)]
+    kw = dict(width=64, height=64, num_inference_steps=2, progress=False)
+    a = load_pipeline(moore_folder)(ref, poses, **kw)
+    b = load_pipeline(out)(ref, poses, **kw)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    with pytest.raises(WeightsError, match="not empty"):
+        convert_weights(moore_folder, out)
+    half = convert_weights(moore_folder, tmp_path / "native16", dtype=torch.float16)
+    assert (half / "pose_guider" / "model.safetensors").stat().st_size < (
+        out / "pose_guider" / "model.safetensors"
+    ).stat().st_size * 0.6
+    c = load_pipeline(half)(ref, poses, **kw)
+    assert np.abs(c.frames - a.frames).max() < 0.05
