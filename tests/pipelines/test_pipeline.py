@@ -154,3 +154,14 @@ def test_moore_compat_matches_reference_long_pipeline(moore_folder):
                context_frames=8, context_overlap=4, compat="moore", progress=False)
     assert out.windows == [list(range(8)), [4, 5, 6, 7, 8, 9, 0, 1], [8, 9, 0, 1, 2, 3, 4, 5]]
     np.testing.assert_allclose(out.frames, expected, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_sd15_preset_end_to_end_on_cpu():
+    """The full-size model (random weights, ~2 B parameters) runs end to end: 64x64, 2 frames, 1 step."""
+    torch.manual_seed(0)
+    pipe = AnimateAnyonePipeline.from_config(get_preset("sd15"), seed=0)
+    ref, poses = _inputs(2, (64, 64))
+    out = pipe(ref, poses, width=64, height=64, num_inference_steps=1, progress=False)
+    assert out.frames.shape == (2, 64, 64, 3)
+    assert np.isfinite(out.frames).all() and 0 <= out.frames.min() and out.frames.max() <= 1

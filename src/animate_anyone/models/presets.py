@@ -1,4 +1,5 @@
-"""Model size presets: ``sd15`` (the released model) and ``tiny`` (tests, CPU work, the demo model).
+"""Model size presets: ``sd15`` (the released model) and ``tiny`` (tests, CPU work, the demo model),
+``small`` (the shared fixture's size, used by the speed benchmarks).
 
 A preset is a :class:`ModelConfig`, the single source of every architecture number. The SD-style
 UNet settings are kept in the vocabulary of a Stable Diffusion ``unet/config.json`` so that a
@@ -241,11 +242,20 @@ def _tiny() -> ModelConfig:
     )
 
 
-PRESETS = {"sd15": _sd15, "tiny": _tiny}
+def _small() -> ModelConfig:
+    # The model of the shared parity fixture (and of the reference implementation's CPU speed
+    # baselines): the tiny UNet with the released PoseGuider channel plan and a 224-px CLIP input.
+    cfg = _tiny()
+    cfg.pose_guider_block_out_channels = (16, 32, 96, 256)
+    cfg.image_encoder.update(image_size=224, patch_size=32)
+    return cfg
+
+
+PRESETS = {"sd15": _sd15, "small": _small, "tiny": _tiny}
 
 
 def get_preset(name: str) -> ModelConfig:
-    """Return a fresh copy of the named preset (``sd15`` or ``tiny``)."""
+    """Return a fresh copy of the named preset (``sd15``, ``small`` or ``tiny``)."""
     try:
         return PRESETS[name]()
     except KeyError:
