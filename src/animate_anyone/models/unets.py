@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from diffusers import UNet2DConditionModel, UNetMotionModel
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 from torch.nn import functional as F
 
@@ -78,6 +79,22 @@ class FrameGroupNorm(nn.GroupNorm):
         return y.reshape(b, f, c, h, w).transpose(1, 2)  # (b, c, f, h, w)
 
 
+class SwitchableMotionModule(AnimateDiffTransformer3D):
+    """A motion module that can be bypassed (``enabled = False`` makes it the identity).
+
+    Stage-1 training works on single images, where the reference implementation builds its
+    denoising UNet without motion modules; bypassing them gives exactly that network while keeping
+    one model class (and one state-dict layout) for every stage.
+    """
+
+    enabled: bool = True
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any):  # type: ignore[override]
+        if not self.enabled:
+            return hidden_states
+        return super().forward(hidden_states, *args, **kwargs)
+
+
 def motion_module_paths(unet: nn.Module) -> list[str]:
     """Module paths of the temporal transformers, e.g. ``down_blocks.0.motion_modules.1``."""
     return [
@@ -102,11 +119,21 @@ class DenoisingUNet(UNetMotionModel):
             new = FrameGroupNorm(old.num_groups, old.num_channels, eps=old.eps, affine=old.affine)
             new.load_state_dict(old.state_dict())
             module.norm = new
+            module.__class__ = SwitchableMotionModule  # same parameters, adds the bypass switch
         self.reference_bank: ReferenceBank | None = None
 
     @classmethod
     def from_model_config(cls, config: ModelConfig) -> DenoisingUNet:
         return cls(**denoising_unet_kwargs(config))
+
+    def set_motion_modules(self, enabled: bool) -> None:
+        """Switch the temporal motion modules on (video) or off (image training, stage 1)."""
+        for path in motion_module_paths(self):
+            self.get_submodule(path).enabled = enabled
+
+    def motion_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters stage 2 trains: everything under a ``motion_modules`` module."""
+        return {n: p for n, p in self.named_parameters() if ".motion_modules." in n}
 
     def enable_reference(self, bank: ReferenceBank) -> None:
         """Read reference features from ``bank`` in every spatial self-attention."""

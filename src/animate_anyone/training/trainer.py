@@ -1,0 +1,532 @@
+"""The training loop: stage "vae" (lab autoencoder), "image" (stage 1) and "video" (stage 2).
+
+Design points:
+
+* **Exact resume.** Everything random in optimisation step ``s`` (which samples, the dataset's
+  augmentation, noise, timesteps, unconditional dropout) is drawn from generators seeded by
+  ``(seed, s, micro-step, rank)``. A checkpoint holds model, optimiser, LR-scheduler and EMA state
+  (``accelerate.save_state``), so a run killed at any moment and resumed from its last checkpoint
+  ends with the same weights as an uninterrupted run.
+* **Atomic checkpoints.** A checkpoint is written to a hidden temporary folder and renamed to
+  ``checkpoint-<step>`` only when complete; older ones beyond ``keep_checkpoints`` are removed after
+  the new one exists. Progress is never lost to a crash during saving.
+* **Devices and processes** through ``accelerate`` (``accelerate launch`` or ``torchrun`` for
+  several GPUs/processes, mixed precision, gradient accumulation); DDP runs with
+  ``find_unused_parameters`` because unconditional batches skip the reference UNet.
+* **Losses** as the reference implementation (architecture.md §11): v-prediction on a zero-SNR
+  schedule, min-SNR-γ weighting ``min(SNR+1, γ)/(SNR+1)``, noise offset, whole-batch unconditional
+  dropout (blank CLIP input = zeros in normalised pixel space, no reference features).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, InputError
+from .config import TrainConfig
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "trainer_state.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# seeding
+
+
+def step_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (stable across processes and Python versions)."""
+    digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# model pieces
+
+
+class DenoiserStep(nn.Module):
+    """What DDP wraps for the image/video stages: reference pass + pose guider + denoiser."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, noisy, timesteps, embeds, pose, ref_latents=None):
+        return self.model(noisy, timesteps, embeds, pose, ref_latents=ref_latents)
+
+
+class EMA:
+    """Exponential moving average of a set of parameters (kept in fp32 on their device)."""
+
+    def __init__(self, params: dict[str, nn.Parameter], decay: float):
+        self.decay = decay
+        self.shadow = {n: p.detach().float().clone() for n, p in params.items()}
+
+    @torch.no_grad()
+    def update(self, params: dict[str, nn.Parameter]) -> None:
+        for n, p in params.items():
+            self.shadow[n].lerp_(p.detach().float(), 1 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self, params: dict[str, nn.Parameter]) -> None:
+        for n, p in params.items():
+            p.copy_(self.shadow[n].to(p.dtype))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay = state["decay"]
+        self.shadow = {n: t.clone() for n, t in state["shadow"].items()}
+
+
+def make_noise_scheduler(cfg: TrainConfig):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule=cfg.noise.beta_schedule,
+        clip_sample=False, steps_offset=1, prediction_type=cfg.noise.prediction_type,
+        rescale_betas_zero_snr=cfg.noise.zero_snr, timestep_spacing="trailing",
+    )  # fmt: skip
+
+
+def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float, v_prediction: bool):
+    """Per-sample loss weights of min-SNR-γ (with SNR+1 for v-prediction, as the reference)."""
+    a = alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = a / (1 - a).clamp_min(1e-12)
+    if v_prediction:
+        return torch.clamp(snr + 1, max=gamma) / (snr + 1)
+    return torch.clamp(snr, max=gamma) / snr.clamp_min(1e-12)
+
+
+def trainable_parameters(stage: str, model) -> dict[str, nn.Parameter]:
+    """The parameters each stage trains (everything else is frozen):
+
+    * image: denoising UNet without motion modules, reference UNet except ``up_blocks.3`` (as the
+      reference implementation: its last up block only feeds the discarded output), pose guider;
+    * video: the motion modules only.
+    """
+    out: dict[str, nn.Parameter] = {}
+    if stage == "image":
+        for n, p in model.denoising_unet.named_parameters():
+            if ".motion_modules." not in n:
+                out[f"denoising_unet.{n}"] = p
+        for n, p in model.reference_unet.named_parameters():
+            if not n.startswith("up_blocks.3."):
+                out[f"reference_unet.{n}"] = p
+        for n, p in model.pose_guider.named_parameters():
+            out[f"pose_guider.{n}"] = p
+    elif stage == "video":
+        for n, p in model.denoising_unet.motion_parameters().items():
+            out[f"denoising_unet.{n}"] = p
+    else:
+        raise ValueError(stage)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    if out_dir.is_dir():
+        for p in out_dir.iterdir():
+            if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / STATE_FILE).is_file():
+                try:
+                    found.append((int(p.name[len(CHECKPOINT_PREFIX):]), p))
+                except ValueError:
+                    continue
+    return sorted(found)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Runs one training stage described by a :class:`TrainConfig`.
+
+    Args:
+        cfg: the configuration.
+        dataset: the training data; by default built from ``cfg.data`` (see
+            :func:`animate_anyone.training.data.build_dataset`). Items are dicts of tensors:
+            ``pixels`` (target frame ``[3, H, W]`` or clip ``[3, F, H, W]`` in [-1, 1]), ``poses``
+            (same layout, [0, 1]), ``ref_pixels`` (``[3, H, W]`` in [-1, 1]) and ``ref_clip``
+            (CLIP-normalised ``[3, S, S]``).
+        accelerator_kwargs: extra ``accelerate.Accelerator`` arguments (tests).
+    """
+
+    def __init__(self, cfg: TrainConfig, dataset=None, **accelerator_kwargs):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.cfg = cfg
+        self.out_dir = Path(cfg.output_dir)
+        handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.mixed_precision,
+            gradient_accumulation_steps=cfg.optim.gradient_accumulation_steps,
+            kwargs_handlers=handlers,
+            **accelerator_kwargs,
+        )
+        self.dataset = dataset if dataset is not None else self._build_dataset()
+        if len(self.dataset) == 0:
+            raise InputError("the training dataset is empty")
+        self._bad: set[int] = set()
+        self._build_models()
+        self.noise_scheduler = make_noise_scheduler(cfg)
+        self.step = 0
+
+    # ---- construction ------------------------------------------------------------------------
+    def _build_dataset(self):
+        from .data import build_dataset
+
+        return build_dataset(self.cfg)
+
+    def _build_models(self) -> None:
+        from diffusers import AutoencoderKL
+
+        from ..models.presets import get_preset
+        from ..pipelines.pipeline_animate import AnimateAnyonePipeline
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)  # initial weights are a function of the seed
+        if cfg.model.init_from:
+            from ..weights.layouts import load_pipeline
+
+            pipe = load_pipeline(cfg.model.init_from)
+        else:
+            pipe = AnimateAnyonePipeline.from_config(get_preset(cfg.model.preset), seed=None)
+        if cfg.model.init_vae_from:
+            try:
+                pipe.vae = AutoencoderKL.from_pretrained(cfg.model.init_vae_from, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"cannot load the VAE from {cfg.model.init_vae_from}: {str(exc).splitlines()[0]}") from None
+        self.pipe = pipe
+        model, vae, encoder = pipe.model, pipe.vae, pipe.image_encoder
+        for module in (model, vae, encoder):
+            module.requires_grad_(False)
+        if cfg.stage == "vae":
+            vae.requires_grad_(True)
+            vae.train()
+            self.params = dict(vae.named_parameters())
+            self.module: nn.Module = vae
+        else:
+            model.denoising_unet.set_motion_modules(cfg.stage == "video")
+            if cfg.stage == "video" and cfg.model.reset_motion_modules:
+                self._reset_motion_modules(model)
+            self.params = trainable_parameters(cfg.stage, model)
+            for p in self.params.values():
+                p.requires_grad_(True)
+            model.train()
+            if cfg.model.gradient_checkpointing:
+                model.denoising_unet.enable_gradient_checkpointing()
+                model.reference_unet.enable_gradient_checkpointing()
+            self.module = DenoiserStep(model)
+        device = self.accelerator.device
+        vae.to(device)
+        encoder.to(device).eval()
+        self.ema = EMA(self.params, cfg.optim.ema_decay) if cfg.optim.ema_decay else None
+
+        optim_cls = torch.optim.AdamW
+        if cfg.optim.use_8bit_adam:
+            try:
+                import bitsandbytes as bnb
+            except ImportError:
+                raise ConfigError("optim.use_8bit_adam needs the bitsandbytes package (pip install bitsandbytes)") from None
+            optim_cls = bnb.optim.AdamW8bit
+        optimizer = optim_cls(list(self.params.values()), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                              weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps)
+        warm = max(cfg.optim.warmup_steps, 1)
+        lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
+        self.module, self.optimizer, self.lr_scheduler = self.accelerator.prepare(self.module, optimizer, lr_scheduler)
+        if self.ema is not None:
+            self.accelerator.register_for_checkpointing(self.ema)
+
+    @staticmethod
+    def _reset_motion_modules(model) -> None:
+        """Zero the motion modules' output projections: the video model starts as the image model."""
+        for name, module in model.denoising_unet.named_modules():
+            if name.split(".")[-2:-1] == ["motion_modules"] and hasattr(module, "proj_out"):
+                nn.init.zeros_(module.proj_out.weight)
+                nn.init.zeros_(module.proj_out.bias)
+
+    # ---- data --------------------------------------------------------------------------------
+    def _fetch(self, index: int, seed: int) -> dict[str, torch.Tensor] | None:
+        seed_everything(seed)
+        try:
+            if hasattr(self.dataset, "get"):
+                return self.dataset.get(index, np.random.default_rng(seed))
+            return self.dataset[index]
+        except (InputError, OSError, ValueError, EOFError) as exc:
+            if index not in self._bad:
+                warnings.warn(f"skipping training sample {index}: {exc}", stacklevel=2)
+                self._bad.add(index)
+            return None
+
+    def _batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
+        acc = self.accelerator
+        rng = np.random.default_rng(step_seed(self.cfg.seed, step, micro, acc.process_index, 1))
+        items: list[dict[str, torch.Tensor]] = []
+        attempts = 0
+        n = len(self.dataset)
+        while len(items) < self.cfg.batch_size:
+            if len(self._bad) >= n:
+                raise InputError("every training sample is unreadable; see the warnings above")
+            index = int(rng.integers(n))
+            attempts += 1
+            if index in self._bad:
+                continue
+            item = self._fetch(index, int(rng.integers(1 << 62)))
+            if item is not None:
+                items.append(item)
+            if attempts > 100 * self.cfg.batch_size + n:
+                raise InputError("could not assemble a training batch: too many unreadable samples")
+        return {k: torch.stack([it[k] for it in items]).to(acc.device) for k in items[0]}
+
+    # ---- losses ------------------------------------------------------------------------------
+    def _vae_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = batch["pixels"]
+        if x.ndim == 5:  # (b, 3, f, h, w) -> (b*f, 3, h, w)
+            x = x.transpose(1, 2).flatten(0, 1)
+        vae = self.accelerator.unwrap_model(self.module)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        kl = posterior.kl().mean() / x[0].numel()
+        return F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-4 * kl
+
+    @torch.no_grad()
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(b, 3, [f,] H, W) in [-1, 1] -> sampled latents (b, 4, f, h, w), scaled."""
+        vae = self.pipe.vae
+        video = pixels.ndim == 5
+        b = pixels.shape[0]
+        x = pixels.transpose(1, 2).flatten(0, 1) if video else pixels  # (b*f, 3, H, W)
+        lat = vae.encode(x.to(vae.dtype)).latent_dist.sample() * self.pipe.model.config.vae_scaling_factor
+        lat = lat.unflatten(0, (b, -1)).transpose(1, 2) if video else lat.unsqueeze(2)  # (b, 4, f, h, w)
+        return lat.float()
+
+    def _denoise_loss(self, batch: dict[str, torch.Tensor], uncond: bool) -> torch.Tensor:
+        cfg, sched = self.cfg, self.noise_scheduler
+        latents = self._encode(batch["pixels"])
+        b = latents.shape[0]
+        pose = batch["poses"] if batch["poses"].ndim == 5 else batch["poses"].unsqueeze(2)  # (b, 3, f, H, W)
+        with torch.no_grad():
+            clip_in = torch.zeros_like(batch["ref_clip"]) if uncond else batch["ref_clip"]
+            embeds = self.pipe.image_encoder(clip_in.to(self.pipe.image_encoder.dtype)).image_embeds.unsqueeze(1)
+            ref_latents = None if uncond else self._encode(batch["ref_pixels"])[:, :, 0]
+        noise = torch.randn_like(latents)
+        if cfg.noise.noise_offset:
+            noise = noise + cfg.noise.noise_offset * torch.randn(b, latents.shape[1], 1, 1, 1, device=latents.device)
+        timesteps = torch.randint(0, sched.config.num_train_timesteps, (b,), device=latents.device)
+        noisy = sched.add_noise(latents, noise, timesteps)
+        target = sched.get_velocity(latents, noise, timesteps) if cfg.noise.prediction_type == "v_prediction" else noise
+        pred = self.module(noisy, timesteps, embeds.float(), pose.float(), ref_latents=ref_latents)
+        per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
+        if cfg.noise.snr_gamma:
+            w = min_snr_weights(sched.alphas_cumprod, timesteps, cfg.noise.snr_gamma,
+                                cfg.noise.prediction_type == "v_prediction")
+            per_sample = per_sample * w
+        return per_sample.mean()
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        acc = self.accelerator
+        final = self.out_dir / f"{CHECKPOINT_PREFIX}{self.step}"
+        tmp = self.out_dir / f".tmp-{CHECKPOINT_PREFIX}{self.step}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        if acc.is_main_process:
+            state = {"step": self.step, "config": self.cfg.to_dict(), "time": time.time()}
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for _, old in list_checkpoints(self.out_dir)[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def resume(self) -> bool:
+        """Load the newest complete checkpoint of ``output_dir``; False if there is none."""
+        found = list_checkpoints(self.out_dir)
+        if not found:
+            return False
+        step, path = found[-1]
+        self.accelerator.load_state(str(path))
+        self.step = step
+        return True
+
+    # ---- export ------------------------------------------------------------------------------
+    def export(self, out: Path | None = None) -> Path:
+        """Write the trained weights (EMA weights if enabled) as a loadable native folder."""
+        from ..weights.layouts import save_pipeline
+
+        out = out or self.out_dir / "final"
+        acc = self.accelerator
+        if acc.is_main_process:
+            backup = None
+            if self.ema is not None:
+                backup = {n: p.detach().clone() for n, p in self.params.items()}
+                self.ema.copy_to(self.params)
+            tmp = out.parent / f".tmp-{out.name}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_pipeline(self.pipe, tmp)  # model.json, the three nets, vae/, image_encoder/
+            (tmp / "training.json").write_text(json.dumps({"step": self.step, "config": self.cfg.to_dict()}, indent=1))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+            if backup is not None:
+                with torch.no_grad():
+                    for n, p in self.params.items():
+                        p.copy_(backup[n])
+        acc.wait_for_everyone()
+        return out
+
+    @torch.no_grad()
+    def validate(self) -> Path | None:
+        """Animate one training sample with the current weights; writes an mp4 and a grid PNG."""
+        if not self.accelerator.is_main_process or self.cfg.stage == "vae":
+            return None
+        from ..data.video_io import write_image, write_video
+
+        item = self._fetch(0, step_seed(self.cfg.seed, 0, 0, 0, 2))
+        if item is None:
+            return None
+        to_u8 = lambda x: ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(1, 2, 0).numpy()  # noqa: E731
+        ref = to_u8(item["ref_pixels"].cpu())
+        poses = item["poses"].cpu()
+        poses = poses.unsqueeze(1) if poses.ndim == 3 else poses  # (3, f, H, W)
+        pose_u8 = [(p * 255 + 0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy() for p in poses.unbind(1)]
+        model = self.pipe.model
+        was_training = model.training
+        model.eval()
+        from PIL import Image
+
+        try:
+            out = self.pipe(Image.fromarray(ref), pose_u8, width=self.cfg.data.width, height=self.cfg.data.height,
+                            num_inference_steps=self.cfg.validation_steps, guidance_scale=3.5, progress=False,
+                            context_frames=min(len(pose_u8), 24))
+        finally:
+            model.train(was_training)
+        frames = out.to_uint8()
+        vdir = self.out_dir / "validation"
+        path = write_video(vdir / f"step-{self.step:07d}.mp4", frames, fps=8)
+        grid = np.concatenate([np.concatenate([ref, pose_u8[0], frames[0]], axis=1)], axis=0)
+        write_image(vdir / f"step-{self.step:07d}.png", grid)
+        return path
+
+    # ---- loop --------------------------------------------------------------------------------
+    def train(self, resume: bool = False) -> Path:
+        cfg, acc = self.cfg, self.accelerator
+        if resume and self.resume():
+            acc.print(f"resumed from step {self.step}")
+        elif not resume and list_checkpoints(self.out_dir):
+            raise InputError(
+                f"{self.out_dir} already has checkpoints: pass --resume to continue, or choose another output_dir"
+            )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if acc.is_main_process:
+            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        log = _CsvLog(self.out_dir / "log.csv", self.step) if acc.is_main_process else None
+        tb = _tensorboard(self.out_dir) if acc.is_main_process else None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not acc.is_local_main_process,
+                   desc=f"train ({cfg.stage})", dynamic_ncols=True, file=sys.stderr)
+        accum = cfg.optim.gradient_accumulation_steps
+        t_last = time.perf_counter()
+        while self.step < cfg.max_steps:
+            losses = []
+            for micro in range(accum):
+                batch = self._batch(self.step, micro)
+                seed_everything(step_seed(cfg.seed, self.step, micro, acc.process_index, 3))
+                # whole-batch unconditional dropout, the same decision on every process
+                uncond = np.random.default_rng(step_seed(cfg.seed, self.step, micro, 4)).random() < cfg.noise.uncond_ratio
+                with acc.accumulate(self.module), acc.autocast():
+                    loss = self._vae_loss(batch) if cfg.stage == "vae" else self._denoise_loss(batch, bool(uncond))
+                    acc.backward(loss)
+                    if acc.sync_gradients and cfg.optim.max_grad_norm:
+                        acc.clip_grad_norm_(list(self.params.values()), cfg.optim.max_grad_norm)
+                    self.optimizer.step()
+                    self.lr_scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.detach())
+            if self.ema is not None:
+                self.ema.update(self.params)
+            self.step += 1
+            loss_value = acc.gather(torch.stack(losses).mean()[None]).mean().item()
+            if not math.isfinite(loss_value):
+                raise RuntimeError(f"loss is {loss_value} at step {self.step}; the last checkpoint is intact")
+            now = time.perf_counter()
+            sec = now - t_last
+            t_last = now
+            bar.set_postfix(loss=f"{loss_value:.4f}", s_per_step=f"{sec:.2f}")
+            bar.update(1)
+            if log is not None and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
+                lr = self.lr_scheduler.get_last_lr()[0]
+                log.write(self.step, loss_value, lr, sec)
+                if tb is not None:
+                    tb.add_scalar("loss", loss_value, self.step)
+                    tb.add_scalar("lr", lr, self.step)
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:
+                self.save_checkpoint()
+            if cfg.validate_every > 0 and self.step % cfg.validate_every == 0:
+                self.validate()
+        bar.close()
+        out = self.export()
+        if cfg.validate_every >= 0:
+            self.validate()
+        if tb is not None:
+            tb.close()
+        return out
+
+
+class _CsvLog:
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        rows = []
+        if path.is_file():  # keep the rows up to the resumed step (later ones are redone)
+            with open(path, newline="") as fh:
+                rows = [r for r in csv.reader(fh)][1:]
+            rows = [r for r in rows if r and int(r[0]) <= resume_step]
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["step", "loss", "lr", "seconds_per_step"])
+            w.writerows(rows)
+
+    def write(self, step: int, loss: float, lr: float, sec: float) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.writer(fh).writerow([step, f"{loss:.6f}", f"{lr:.3e}", f"{sec:.3f}"])
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))

@@ -1,0 +1,173 @@
+"""Training loop: strict configs, what each stage trains, exact resume after SIGKILL, 2 processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from animate_anyone.errors import ConfigError, InputError
+from animate_anyone.training import config_from_dict, load_config
+from animate_anyone.training.trainer import Trainer, list_checkpoints, min_snr_weights
+
+from .synthetic import MovingSquares
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "run_synthetic.py"
+
+
+def _cfg(tmp_path, **over):
+    base = {"stage": "image", "output_dir": str(tmp_path / "run"), "max_steps": 2, "batch_size": 2,
+            "validate_every": -1, "data": {"width": 64, "height": 64, "num_frames": 3},
+            "log_every": 1, "optim": {"lr": 1e-3}}  # fmt: skip
+    base.update(over)
+    return config_from_dict(base)
+
+
+# ---- configs --------------------------------------------------------------------------------
+
+
+def test_strict_config_rejects_unknown_and_mistyped_keys(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'max_step'"):
+        config_from_dict({"max_step": 3})
+    with pytest.raises(ConfigError, match="optim: unknown key 'learning_rate'"):
+        config_from_dict({"optim": {"learning_rate": 1e-4}})
+    with pytest.raises(ConfigError, match="batch_size: expected int"):
+        config_from_dict({"batch_size": "four"})
+    with pytest.raises(ConfigError, match="stage must be"):
+        config_from_dict({"stage": "three"})
+    with pytest.raises(ConfigError, match="multiples of 8"):
+        config_from_dict({"data": {"width": 100}})
+    with pytest.raises(ConfigError, match="expected a list of 2"):
+        config_from_dict({"optim": {"betas": [0.9]}})
+
+
+def test_yaml_config_overrides_and_relative_paths(tmp_path):
+    (tmp_path / "c.yaml").write_text("stage: video\ndata:\n  meta: data/meta.json\n  num_frames: 8\n")
+    cfg = load_config(tmp_path / "c.yaml", ["max_steps=5", "data.width=256", "noise.snr_gamma=null"])
+    assert cfg.stage == "video" and cfg.max_steps == 5 and cfg.data.width == 256
+    assert cfg.noise.snr_gamma is None
+    assert cfg.data.meta == [str(tmp_path / "data" / "meta.json")]
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("stage: [\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_min_snr_weights():
+    a = torch.tensor([0.0, 0.5, 0.99])  # alphas_cumprod at three timesteps
+    w = min_snr_weights(a, torch.arange(3), gamma=5.0, v_prediction=True)
+    snr = a / (1 - a)
+    torch.testing.assert_close(w, torch.clamp(snr + 1, max=5) / (snr + 1))
+    assert w[0] == 1 and w[2] < 0.06
+
+
+# ---- what each stage trains -------------------------------------------------------------------
+
+
+def _snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_image_stage_trains_the_right_parameters(tmp_path):
+    tr = Trainer(_cfg(tmp_path, noise={"uncond_ratio": 0.0}), dataset=MovingSquares(), cpu=True)
+    before = _snapshot(tr.pipe.model)
+    vae_before = _snapshot(tr.pipe.vae)
+    out = tr.train()
+    after = tr.pipe.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("denoising_unet.down_blocks.0.attentions") for k in changed)
+    assert any(k.startswith("reference_unet.down_blocks.0.attentions") for k in changed)
+    assert any(k.startswith("pose_guider.") for k in changed)
+    assert not any(".motion_modules." in k for k in changed)
+    assert not any(k.startswith("reference_unet.up_blocks.3.") for k in changed)
+    assert all(torch.equal(vae_before[k], v) for k, v in tr.pipe.vae.state_dict().items())
+    # the export is a loadable native weights folder with the trained values
+    from animate_anyone.weights.layouts import load_pipeline
+
+    pipe = load_pipeline(out)
+    key = next(k for k in sorted(changed) if k.startswith("pose_guider."))
+    torch.testing.assert_close(pipe.model.state_dict()[key], after[key])
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 3
+
+
+def test_video_stage_trains_only_motion_modules(tmp_path):
+    cfg = _cfg(tmp_path, stage="video", model={"reset_motion_modules": True})
+    tr = Trainer(cfg, dataset=MovingSquares(frames=3), cpu=True)
+    proj = [m.proj_out.weight for n, m in tr.pipe.model.denoising_unet.named_modules() if n.endswith("motion_modules.0")]
+    assert proj and all(torch.count_nonzero(p) == 0 for p in proj)  # starts as the image model
+    before = _snapshot(tr.pipe.model)
+    tr.train()
+    after = tr.pipe.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(".motion_modules." in k for k in changed)
+
+
+def test_bad_samples_are_skipped_and_all_bad_stops_cleanly(tmp_path):
+    with pytest.warns(UserWarning, match="skipping training sample"):
+        Trainer(_cfg(tmp_path), dataset=MovingSquares(bad=(1, 3)), cpu=True).train()
+    with pytest.raises(InputError, match="unreadable"):
+        Trainer(_cfg(tmp_path, output_dir=str(tmp_path / "r2")), dataset=MovingSquares(n=2, bad=(0, 1)),
+                cpu=True).train()
+
+
+def test_existing_checkpoints_need_resume(tmp_path):
+    Trainer(_cfg(tmp_path), dataset=MovingSquares(), cpu=True).train()
+    with pytest.raises(InputError, match="--resume"):
+        Trainer(_cfg(tmp_path, max_steps=3), dataset=MovingSquares(), cpu=True).train()
+
+
+# ---- resume after SIGKILL, two processes --------------------------------------------------------
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parents[1] / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for comp in ("denoising_unet", "reference_unet", "pose_guider"):
+        for k, v in load_file(run / "final" / comp / "model.safetensors").items():
+            out[f"{comp}.{k}"] = v
+    return out
+
+
+def test_resume_after_sigkill_reaches_the_same_weights(tmp_path):
+    steps = "6"
+    ref_run, killed_run = tmp_path / "uninterrupted", tmp_path / "killed"
+    subprocess.run([sys.executable, str(SCRIPT), str(ref_run), "image", steps], check=True, env=_env(),
+                   capture_output=True)
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(killed_run), "image", steps], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list_checkpoints(killed_run) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = [s for s, _ in list_checkpoints(killed_run)]
+    assert done and max(done) < int(steps) and not (killed_run / "final").exists()
+    subprocess.run([sys.executable, str(SCRIPT), str(killed_run), "image", steps, "--resume"], check=True,
+                   env=_env(), capture_output=True)
+    a, b = _final_weights(ref_run), _final_weights(killed_run)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_two_process_cpu_training(tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(SCRIPT), str(run), "image", "2"]
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (run / "final" / "model.json").is_file()
+    assert [s for s, _ in list_checkpoints(run)] == [2]
