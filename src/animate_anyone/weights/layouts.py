@@ -38,6 +38,12 @@ PTH_FILES = {
     "pose_guider": "pose_guider.pth",
     "motion_module": "motion_module.pth",
 }
+REENACT_PTH_FILES = {
+    "denoising_unet": "denoising_unet.pth",  # spatial + motion keys in one file
+    "reference_unet": "reference_unet.pth",  # with the output head
+    "pose_guider": "pose_guider1.pth",  # upper face
+    "pose_guider2": "pose_guider2.pth",  # mouth
+}
 UNET_CONFIG_DIRS = ("stable-diffusion-v1-5", "sd-image-variations-diffusers")
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
                  "model.safetensors", "pytorch_model.bin")
@@ -111,11 +117,23 @@ def inspect_weights(root: str | Path) -> LayoutReport:
             "expected a Moore-AnimateAnyone pretrained_weights/ folder, a MusePose one, or a native folder"
         )
         return report
-    report.kind = "moore" if pth_dir == root else "musepose"
-    for name, filename in PTH_FILES.items():
-        _expect(report, name, pth_dir / filename)
-    _expect(report, "vae", root / "sd-vae-ft-mse", folder=True)
-    _expect(report, "image_encoder", root / "image_encoder", folder=True)
+    if any((pth_dir / f).is_file() for f in REENACT_PTH_FILES.values() if "guider" in f):
+        # the face-reenactment release (`pretrained_weights/reenact/`): VAE and image encoder sit
+        # beside it in pretrained_weights/ (or inside the given folder)
+        report.kind = "moore-reenact"
+        for name, filename in REENACT_PTH_FILES.items():
+            _expect(report, name, pth_dir / filename)
+        base = next((d for d in (root, root.parent) if (d / "sd-vae-ft-mse").is_dir()), root)
+        _expect(report, "vae", base / "sd-vae-ft-mse", folder=True)
+        _expect(report, "image_encoder", base / "image_encoder", folder=True)
+        report.notes.append("face-reenactment weights: use `animate-anyone reenact`")
+        root = base
+    else:
+        report.kind = "moore" if pth_dir == root else "musepose"
+        for name, filename in PTH_FILES.items():
+            _expect(report, name, pth_dir / filename)
+        _expect(report, "vae", root / "sd-vae-ft-mse", folder=True)
+        _expect(report, "image_encoder", root / "image_encoder", folder=True)
     for d in UNET_CONFIG_DIRS:
         cfg = root / d / "unet" / "config.json"
         if cfg.is_file():
@@ -151,12 +169,12 @@ def model_config_for(report: LayoutReport) -> ModelConfig:
             f"{config.pose_guider_embedding_channels}"
         )
     config = config.replace(pose_guider_block_out_channels=channels, pose_guider_conditioning_channels=cond)
-    enc = report.root / "image_encoder" / "config.json"
+    enc = report.paths.get("image_encoder", report.root / "image_encoder") / "config.json"
     if enc.is_file():
         data = _json(enc)
         data = data.get("vision_config", data)
         config.image_encoder = {k: data[k] for k in SD15_IMAGE_ENCODER if k in data}
-    vae = report.root / "sd-vae-ft-mse" / "config.json"
+    vae = report.paths.get("vae", report.root / "sd-vae-ft-mse") / "config.json"
     if vae.is_file():
         data = _json(vae)
         config.vae = {k: data[k] for k in SD15_VAE if k in data}
@@ -176,6 +194,15 @@ def check_weights(root: str | Path) -> LayoutReport:
         if report.kind == "native":
             for name in COMPONENTS:
                 _compare(report, name, getattr(model, name), native.load_state_dict(report.paths[name]))
+        elif report.kind == "moore-reenact":
+            from ..models.reenact import ReenactModel
+
+            with torch.device("meta"):
+                model = ReenactModel(config)
+            try:
+                moore.load_moore_reenact_model(model, report.paths["denoising_unet"].parent, check_only=True)
+            except WeightsError as exc:
+                report.problems.append(str(exc))
         else:
             den = moore.convert_moore_denoising_unet(moore.read_pth(report.paths["denoising_unet"]))
             den.update(moore.convert_moore_motion_module(moore.read_pth(report.paths["motion_module"])))
@@ -212,6 +239,8 @@ def load_pipeline(root: str | Path, device: str | torch.device = "cpu", dtype: t
     if not report.usable:
         first = (report.problems or report.missing)[0]
         raise WeightsError(f"{report.root}: unusable weights folder ({report.kind or 'unknown layout'}): {first}")
+    if report.kind == "moore-reenact":
+        raise WeightsError(f"{report.root}: face-reenactment weights; use `animate-anyone reenact` with them")
     config = model_config_for(report)
     if report.kind == "native":
         model = native.load_model(report.root)

@@ -176,3 +176,33 @@ def load_moore_model(model, denoising_unet, reference_unet, pose_guider, motion_
     load_strict(model.denoising_unet, den, "denoising_unet")
     load_strict(model.reference_unet, convert_moore_reference_unet(read_pth(reference_unet)), "reference_unet")
     load_strict(model.pose_guider, convert_moore_pose_guider(read_pth(pose_guider)), "pose_guider")
+
+
+def load_moore_reenact_model(model, folder, check_only: bool = False) -> None:
+    """Load the released face-reenactment folder (``reenact/``) into a :class:`ReenactModel`,
+    strictly: ``denoising_unet.pth`` with its motion keys, ``reference_unet.pth`` with its output
+    head (checked, then dropped: it feeds nothing), ``pose_guider1.pth`` and ``pose_guider2.pth``."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    names = ("denoising_unet.pth", "reference_unet.pth", "pose_guider1.pth", "pose_guider2.pth")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise WeightsError(f"{folder}: not a reenactment weights folder, missing {', '.join(missing)}")
+    den = convert_moore_denoising_unet(read_pth(folder / "denoising_unet.pth"))
+    if not any("motion_modules" in k for k in den):
+        raise WeightsError(f"{folder / 'denoising_unet.pth'}: no motion-module weights (the reenactment release has them)")
+    ref = read_pth(folder / "reference_unet.pth")
+    absent = sorted(k for k in _HEAD_KEYS if k not in ref)
+    if absent:
+        raise WeightsError(f"{folder / 'reference_unet.pth'}: lacks the output head of the reenactment release ({absent[0]})")
+    for key in _HEAD_KEYS:
+        expected = tuple(model.denoising_unet.state_dict()[key].shape)
+        if tuple(ref[key].shape) != expected:
+            raise WeightsError(f"{folder / 'reference_unet.pth'}: {key} has shape {tuple(ref[key].shape)}, expected {expected}")
+    load = check_state_dict if check_only else load_strict  # check_only: keys and shapes (meta models)
+    load(model.denoising_unet, den, "denoising_unet")
+    load(model.reference_unet, convert_moore_reference_unet(ref), "reference_unet")
+    load(model.pose_guider, convert_moore_pose_guider(read_pth(folder / "pose_guider1.pth")), "pose_guider1")
+    load(model.pose_guider2, convert_moore_pose_guider(read_pth(folder / "pose_guider2.pth")), "pose_guider2")
+
