@@ -191,11 +191,11 @@ class Trainer:
             kwargs_handlers=handlers,
             **accelerator_kwargs,
         )
+        self._build_models()
         self.dataset = dataset if dataset is not None else self._build_dataset()
         if len(self.dataset) == 0:
             raise InputError("the training dataset is empty")
         self._bad: set[int] = set()
-        self._build_models()
         self.noise_scheduler = make_noise_scheduler(cfg)
         self.step = 0
 
@@ -203,7 +203,7 @@ class Trainer:
     def _build_dataset(self):
         from .data import build_dataset
 
-        return build_dataset(self.cfg)
+        return build_dataset(self.cfg, clip_size=int(self.pipe.image_encoder.config.image_size))
 
     def _build_models(self) -> None:
         from diffusers import AutoencoderKL
