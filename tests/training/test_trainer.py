@@ -171,3 +171,12 @@ def test_two_process_cpu_training(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert (run / "final" / "model.json").is_file()
     assert [s for s, _ in list_checkpoints(run)] == [2]
+
+
+def test_shipped_configs_are_valid():
+    root = HERE.parents[1] / "configs" / "train"
+    configs = sorted(root.glob("*.yaml"))
+    assert len(configs) >= 5
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.data.meta, path
