@@ -71,17 +71,14 @@ def test_i3d_matches_pytorch_i3d_layout():
     assert not any(".bias" in k and "logits" not in k and "bn" not in k for k in shapes)  # convs have no bias
 
 
-def test_forward_shapes_with_random_weights():
+def test_lpips_forward_with_random_weights():
     lp = LPIPS("alex").eval()
     x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
     d = lp(x, y)
     assert d.shape == (2,) and torch.allclose(lp(x, x), torch.zeros(2), atol=1e-6)
     assert torch.allclose(d, lp(y, x), atol=1e-6)
     assert LPIPS("vgg").eval()(x[:1, :, :32, :32], y[:1, :, :32, :32]).shape == (1,)
-    with torch.no_grad():
-        assert FIDInceptionV3().eval()(torch.rand(1, 3, 80, 60)).shape == (1, 2048)
-        logits, pooled = InceptionI3d().eval()(torch.rand(1, 3, 16, 64, 64) * 2 - 1)
-    assert logits.shape == (1, 400) and pooled.shape == (1, 1024)
+    # FID Inception and I3D forwards: test_feature_extractors_on_frames
 
 
 def _torchvision_like_alexnet_file(path):

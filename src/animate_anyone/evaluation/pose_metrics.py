@@ -11,7 +11,7 @@ coordinates of a ``width`` × ``height`` frame) to know where the character shou
 * **Temporal flicker** is the mean absolute frame-to-frame change (values in [0, 1]) over the pixels
   where the pose does not move: everything outside capsules drawn around the limbs whose joints
   moved more than ``move_fraction`` × body size between the two frames.
-* **Appearance consistency** is the Hellinger distance between colour histograms of body parts
+* **Appearance consistency** is the Hellinger distance between (soft-binned) colour histograms of body parts
   (head, torso, arms, legs; regions drawn from the keypoints) in each generated frame and in the
   reference image (regions drawn from the reference's own keypoints). 0 = same colours.
 """
@@ -264,11 +264,20 @@ def temporal_flicker(frames: np.ndarray, pose: PoseSequence | None = None, min_s
 
 
 def colour_histogram(pixels: np.ndarray, bins: int = 8) -> np.ndarray:
-    """Normalised joint RGB histogram ``(bins**3,)`` of uint8 ``(n, 3)`` pixels."""
-    q = (pixels.astype(np.int64) * bins) // 256
-    idx = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]
-    hist = np.bincount(idx, minlength=bins**3).astype(np.float64)
-    return hist / max(hist.sum(), 1.0)
+    """Normalised joint RGB histogram ``(bins**3,)`` of uint8 ``(n, 3)`` pixels, soft-binned: bin
+    centres at ``k · 255 / (bins - 1)`` and each value shared linearly between its two nearest
+    centres per channel, so a small colour change (compression, re-encoding) moves the histogram
+    a little instead of flipping pixels across a bin edge."""
+    pos = pixels.astype(np.float64) * ((bins - 1) / 255.0)  # (n, 3)
+    lo = np.minimum(np.floor(pos).astype(np.int64), bins - 2)
+    frac = pos - lo
+    hist = np.zeros(bins**3)
+    for corner in range(8):  # the 8 neighbouring bins of the 3-D grid
+        offs = np.array([(corner >> c) & 1 for c in range(3)])
+        weight = np.prod(np.where(offs == 1, frac, 1.0 - frac), axis=1)
+        idx = ((lo[:, 0] + offs[0]) * bins + (lo[:, 1] + offs[1])) * bins + (lo[:, 2] + offs[2])
+        hist += np.bincount(idx, weights=weight, minlength=bins**3)
+    return hist / max(hist.sum(), 1e-12)
 
 
 def hellinger(p: np.ndarray, q: np.ndarray) -> float:
