@@ -222,3 +222,38 @@ def test_report_renders_in_headless_chromium(tmp_path, capsys):
     assert img.shape[:2] == (800, 1000)
     assert img.std() > 10  # text, table and the poster frame, not a blank page
     assert (img.reshape(-1, 3) != 255).any(axis=1).mean() > 0.05
+
+
+def test_driving_video_goes_through_the_detector(tmp_path):
+    _noise_video(tmp_path / "v.mp4", T, H, W, seed=0)
+    _noise_video(tmp_path / "drive.mp4", T + 2, H, W, seed=1)  # longer than the videos: cut to them
+
+    def detector(frames):  # "finds" the standing figure in any video
+        return make_driving(len(frames))
+
+    settings = EvaluationSettings(detector=detector, metrics=("psnr", "pose", "flicker"))
+    result = evaluate(tmp_path / "v.mp4", tmp_path / "v.mp4", driving=tmp_path / "drive.mp4", settings=settings,
+                      progress=False)  # fmt: skip
+    assert "driving pose detected in drive.mp4" in result.videos[0].notes
+    assert result.videos[0].scores["pck@0.1"] == 1.0 and result.metrics == ["psnr", "flicker", "pose"]
+
+
+@pytest.mark.slow
+def test_distribution_metrics_with_random_weight_files(tmp_path):
+    """FID, FID-VID and FVD end to end through the public file names (random weights: numbers
+    are meaningless, only the plumbing is checked). Slow: full-size Inception and I3D on CPU."""
+    from animate_anyone.evaluation.networks import FIDInceptionV3, InceptionI3d
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.save(FIDInceptionV3().state_dict(), weights / "pt_inception-2015-12-05-6726825d.pth")
+    torch.save(InceptionI3d().state_dict(), weights / "i3d_pretrained_400.pt")
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir(), gt.mkdir()
+    for i in range(2):
+        _noise_video(pred / f"v{i}.mp4", 8, 48, 48, seed=i)
+        _noise_video(gt / f"v{i}.mp4", 8, 48, 48, seed=10 + i)
+    settings = EvaluationSettings(metrics=("fid", "fid_vid", "fvd"), weights_dir=weights, clip_frames=8)
+    result = evaluate(pred, gt, settings=settings, progress=False)
+    assert result.dataset["fid_samples"] == 16 and result.dataset["fvd_samples"] == 2
+    assert all(np.isfinite(result.dataset[m]) and result.dataset[m] >= -1e-6 for m in ("fid", "fid_vid", "fvd"))

@@ -128,3 +128,25 @@ def test_feature_extractors_on_frames():
         feats = inception_features(frames[:2], FIDInceptionV3().eval())
         logits, pooled = i3d_features(frames[:16], InceptionI3d().eval(), clip_frames=16, size=64)
     assert feats.shape == (2, 2048) and logits.shape == (1, 400) and pooled.shape == (1, 1024)
+
+
+def test_real_weight_files_load_when_available():
+    """Set ANIMATE_ANYONE_EVAL_WEIGHTS to a folder of the public files to check them (see docs/evaluation.md)."""
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get("ANIMATE_ANYONE_EVAL_WEIGHTS")
+    if not folder:
+        pytest.skip("set ANIMATE_ANYONE_EVAL_WEIGHTS to a folder of the public weight files")
+    checks = {"alexnet": lambda: AlexNetFeatures(), "vgg16": lambda: VGG16Features(),
+              "lpips_alex": lambda: LPIPS("alex").linear, "lpips_vgg": lambda: LPIPS("vgg").linear,
+              "inception": FIDInceptionV3, "i3d": InceptionI3d}  # fmt: skip
+    found = 0
+    for role, make in checks.items():
+        try:
+            path = W.find_weight_file(Path(folder), role)
+        except InputError:
+            continue
+        W.load_strict(make(), W.read_state_dict(path), path)
+        found += 1
+    assert found, f"none of the weight files in {folder}"
