@@ -71,6 +71,14 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "video"
 
 
+def unique_stem(folder: Path, name: str, suffix: str) -> str:
+    """``safe_name(name)``, with ``-2``, ``-3``… appended while ``folder/<stem><suffix>`` exists."""
+    stem, k = safe_name(name), 1
+    while (folder / f"{stem if k == 1 else f'{stem}-{k}'}{suffix}").exists():
+        k += 1
+    return stem if k == 1 else f"{stem}-{k}"
+
+
 def _json_value(x):
     if isinstance(x, dict):
         return {str(k): _json_value(v) for k, v in x.items()}
@@ -188,7 +196,7 @@ def write_plots(result: EvaluationResult, folder: Path) -> tuple[dict[str, str],
         axes[-1, 0].set_xlabel("frame (flicker: frame pair)")
         fig.suptitle(f"{v.name}: per-frame metrics")
         fig.tight_layout()
-        rel = f"plots/{safe_name(v.name)}_per_frame.png"
+        rel = f"plots/{unique_stem(folder / 'plots', v.name, '_per_frame.png')}_per_frame.png"
         fig.savefig(folder / rel, dpi=90)
         plt.close(fig)
         out[v.name] = rel
@@ -213,7 +221,7 @@ def write_side_by_side(folder: Path, result: VideoResult, pred: np.ndarray, gt: 
     from ..data.video_io import write_image, write_video
 
     (folder / "videos").mkdir(exist_ok=True)
-    base = f"videos/{safe_name(result.name)}"
+    base = f"videos/{unique_stem(folder / 'videos', result.name, '.mp4')}"
     both = np.concatenate([pred, gt], axis=2)
     fps = result.alignment.gt_fps or result.alignment.pred_fps or 24.0
     write_video(folder / f"{base}.mp4", both, fps, crf=23)
