@@ -31,6 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", required=True, help="report folder")
     p.set_defaults(func=run_evaluate)
 
+    s = sub.add_parser("study", help="generate a set of cases under several conditions and compare the metrics",
+                       description="Runs a study config (see docs/evaluation.md, 'Studies'); writes "
+                       "REPORT_DIR/{study.json, study.md, plots/}.")  # fmt: skip
+    s.add_argument("config", help="study YAML file")
+    s.add_argument("--weights", help="weights folder (overrides model.weights of the config)")
+    s.add_argument("--overwrite", action="store_true", help="replace REPORT_DIR if it exists")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--output", "-o", required=True, help="report folder")
+    s.set_defaults(func=run_study_command)
+
 
 def parse_size(text: str) -> tuple[int, int]:
     from ..errors import InputError
@@ -107,4 +117,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'index.html'} ({len(result.videos)} video(s); metrics: {', '.join(result.metrics)})")
     for name, reason in result.skipped.items():
         print(f"  skipped {name}: {reason}")
+    return 0
+
+
+def run_study_command(args: argparse.Namespace) -> int:
+    from .report import atomic_directory
+    from .studies import default_generator, load_cases, load_study, run_study, write_study_report
+
+    cfg = load_study(args.config)
+    if args.weights:
+        cfg.model.weights = args.weights
+    cases = load_cases(cfg)
+    generate = default_generator(cfg.model)
+    with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
+        result = run_study(cfg, cases, generate, progress=not args.quiet)
+        write_study_report(result, tmp)
+    print(f"wrote {Path(args.output) / 'study.md'} ({len(cases)} case(s) x {len(cfg.conditions)} condition(s))")
     return 0
