@@ -195,6 +195,10 @@ def evaluate(pred: str | Path, gt: str | Path, driving: str | Path | None = None
     results: list[VideoResult] = []
     from tqdm.auto import tqdm
 
+    # SSIM filters with scipy on CPU, with torch on an accelerator
+    ssim_device = settings.device if settings.device and not str(settings.device).startswith("cpu") else None
+    frame_fns = {"l1": M.l1, "l1_disco": M.l1_disco, "psnr": M.psnr, "psnr_disco_uint8": M.psnr_disco_uint8,
+                 "ssim": lambda a, b: M.ssim(a, b, device=ssim_device), "ssim_disco": M.ssim_disco}  # fmt: skip
     for name, pred_path, gt_path in tqdm(pairs, desc="evaluate", unit="video", disable=not progress):
         pv, gv = read_video(pred_path, settings.max_frames), read_video(gt_path, settings.max_frames)
         pf, gf, info = bring_to_common(pv.frames, gv.frames, pv.fps, gv.fps, settings.size)
@@ -203,8 +207,6 @@ def evaluate(pred: str | Path, gt: str | Path, driving: str | Path | None = None
         curves: dict[str, np.ndarray] = {}
         notes: list[str] = []
         # 1. frame metrics
-        frame_fns = {"l1": M.l1, "l1_disco": M.l1_disco, "psnr": M.psnr, "psnr_disco_uint8": M.psnr_disco_uint8,
-                     "ssim": lambda a, b: M.ssim(a, b, device=settings.device), "ssim_disco": M.ssim_disco}  # fmt: skip
         for m in FRAME_METRICS:
             if m in selected:
                 values = frame_fns[m](pf, gf)

@@ -66,11 +66,25 @@ def _pair(pred, target, data_range: float | None) -> tuple[np.ndarray, np.ndarra
     return a, b, float(data_range)
 
 
+def _per_frame(a: np.ndarray, b: np.ndarray, fn, chunk: int = 16) -> np.ndarray:
+    """``fn(a_chunk_float64, b_chunk_float64) -> (n,)`` over chunks of frames (bounded memory)."""
+    out = [fn(a[i : i + chunk].astype(np.float64), b[i : i + chunk].astype(np.float64)) for i in range(0, len(a), chunk)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _mean_sq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    d = x - y
+    return np.mean(d * d, axis=(1, 2, 3))
+
+
+def _mean_abs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.mean(np.abs(x - y), axis=(1, 2, 3))
+
+
 def mse(pred, target) -> np.ndarray:
     """Mean squared error per frame, in the inputs' own units; ``(frames,)``."""
     a, b, _ = _pair(pred, target, 1.0)
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    return np.mean(diff * diff, axis=(1, 2, 3))
+    return _per_frame(a, b, _mean_sq)
 
 
 def l1(pred, target, data_range: float | None = None) -> np.ndarray:
@@ -81,7 +95,7 @@ def l1(pred, target, data_range: float | None = None) -> np.ndarray:
     ``l1 * 255 / (height * width)``; :func:`l1_disco` computes it.
     """
     a, b, r = _pair(pred, target, data_range)
-    return np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64)), axis=(1, 2, 3)) / r
+    return _per_frame(a, b, _mean_abs) / r
 
 
 def l1_disco(pred, target, data_range: float | None = None) -> np.ndarray:
@@ -97,8 +111,7 @@ def psnr(pred, target, data_range: float | None = None) -> np.ndarray:
     frame by frame (MSE in float64 over all pixels and channels); ``inf`` for identical frames.
     """
     a, b, r = _pair(pred, target, data_range)
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    err = np.mean(diff * diff, axis=(1, 2, 3))
+    err = _per_frame(a, b, _mean_sq)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10((r * r) / err)
 
@@ -254,17 +267,19 @@ def _filter_backend(kernel: np.ndarray, device):
 def rgb_to_gray_opencv(frames) -> np.ndarray:
     """``cv2.cvtColor(rgb, COLOR_RGB2GRAY)`` for uint8 frames: OpenCV's fixed-point luma
     ``(4899·R + 9617·G + 1868·B + 2^13) >> 14``; returns ``(..., height, width, 1)`` uint8."""
-    arr = _to_numpy(frames)
-    arr = _quantise_uint8(arr).astype(np.int64)
-    y = (arr[..., 0] * 4899 + arr[..., 1] * 9617 + arr[..., 2] * 1868 + (1 << 13)) >> 14
+    arr = _quantise_uint8(_to_numpy(frames))
+    r, g, b = (arr[..., c].astype(np.int32) for c in range(3))
+    y = (r * 4899 + g * 9617 + b * 1868 + (1 << 13)) >> 14
     return y.astype(np.uint8)[..., None]
 
 
 def ssim_disco(pred, target) -> np.ndarray:
     """SSIM as DisCo's released code computed it: grey frames (OpenCV luma), scikit-image defaults
     (7×7 uniform window, sample covariance, data range 255). For comparison with their tables only."""
-    return ssim(rgb_to_gray_opencv(_frames(pred, "pred")), rgb_to_gray_opencv(_frames(target, "target")),
-                data_range=255.0, gaussian_weights=False, win_size=7, use_sample_covariance=True)  # fmt: skip
+    a, b, _ = _pair(pred, target, None)
+    out = [ssim(rgb_to_gray_opencv(a[i : i + 16]), rgb_to_gray_opencv(b[i : i + 16]), data_range=255.0,
+                gaussian_weights=False, win_size=7, use_sample_covariance=True) for i in range(0, len(a), 16)]  # fmt: skip
+    return np.concatenate(out)
 
 
 # --------------------------------------------------------------------------------------------
