@@ -235,6 +235,7 @@ def evaluate(pred: str | Path, gt: str | Path, driving: str | Path | None = None
         if "flicker" in selected:
             fl, fl_gt = temporal_flicker(pf, pose), temporal_flicker(gf, pose)
             curves["flicker"], scores["flicker"], scores["flicker_gt"] = fl.per_pair, fl.mean, fl_gt.mean
+            curves["flicker_gt"] = fl_gt.per_pair
             scores["still_fraction"] = fl.still_fraction
         if "pose" in selected and pose is not None:
             try:

@@ -190,7 +190,10 @@ def write_plots(result: EvaluationResult, folder: Path) -> tuple[dict[str, str],
             continue
         fig, axes = plt.subplots(len(keys), 1, figsize=(7, 1.9 * len(keys)), sharex=True, squeeze=False)
         for ax, k in zip(axes[:, 0], keys):
-            ax.plot(np.arange(len(v.per_frame[k])), v.per_frame[k], lw=1.2)
+            ax.plot(np.arange(len(v.per_frame[k])), v.per_frame[k], lw=1.2, label="generated")
+            if f"{k}_gt" in v.per_frame:  # the same measure on the ground truth, for reference
+                ax.plot(np.arange(len(v.per_frame[f"{k}_gt"])), v.per_frame[f"{k}_gt"], "--", lw=1, label="ground truth")
+                ax.legend(fontsize=7)
             ax.set_ylabel(k)
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("frame (flicker: frame pair)")
