@@ -1,13 +1,22 @@
-"""Inference pipelines."""
+"""Inference pipelines. Names load on first use, so importing the CLI stays fast."""
 
-from .context import frame_coverage, uniform_windows
-from .pipeline_animate import AnimateAnyonePipeline, AnimationOutput, guidance_combine, make_scheduler
+from __future__ import annotations
 
-__all__ = [
-    "AnimateAnyonePipeline",
-    "AnimationOutput",
-    "frame_coverage",
-    "guidance_combine",
-    "make_scheduler",
-    "uniform_windows",
-]
+import importlib
+
+_LAZY = {
+    "AnimateAnyonePipeline": "pipeline_animate",
+    "AnimationOutput": "pipeline_animate",
+    "guidance_combine": "pipeline_animate",
+    "make_scheduler": "pipeline_animate",
+    "frame_coverage": "context",
+    "uniform_windows": "context",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

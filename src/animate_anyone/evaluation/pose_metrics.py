@@ -1,0 +1,327 @@
+"""Metrics that need no downloaded weights: pose fidelity, temporal flicker, appearance consistency.
+
+All three use the *driving* keypoints (:class:`~animate_anyone.pose.keypoints.PoseSequence`, pixel
+coordinates of a ``width`` × ``height`` frame) to know where the character should be:
+
+* **Pose fidelity** re-detects the pose in the generated frames with a detector
+  (``detector(frames_uint8) -> PoseSequence``; by default the bundled mediapipe extractor of
+  ``animate_anyone.pose.extract``) and compares it with the driving pose: PCK at 0.05 and 0.1 of the
+  body size, and the mean keypoint error. **Body size** is the diagonal of the bounding box of the
+  driving body points found in that frame (score ≥ ``min_score``).
+* **Temporal flicker** is the mean absolute frame-to-frame change (values in [0, 1]) over the pixels
+  where the pose does not move: everything outside capsules drawn around the limbs whose joints
+  moved more than ``move_fraction`` × body size between the two frames.
+* **Appearance consistency** is the Hellinger distance between (soft-binned) colour histograms of body parts
+  (head, torso, arms, legs; regions drawn from the keypoints) in each generated frame and in the
+  reference image (regions drawn from the reference's own keypoints). 0 = same colours.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..errors import InputError
+from ..pose.keypoints import BODY_LIMBS, PoseSequence
+
+Detector = Callable[[np.ndarray], PoseSequence]
+
+MIN_SCORE = 0.3
+PCK_THRESHOLDS = (0.05, 0.1)
+
+# Part regions of the OpenPose-18 body: capsules along these bones (torso is a polygon + capsules).
+PART_BONES: dict[str, tuple[tuple[int, int], ...]] = {
+    "head": ((0, 14), (0, 15), (14, 16), (15, 17)),
+    "torso": ((1, 8), (1, 11), (2, 8), (5, 11), (2, 5), (8, 11)),
+    "right_arm": ((2, 3), (3, 4)),
+    "left_arm": ((5, 6), (6, 7)),
+    "right_leg": ((8, 9), (9, 10)),
+    "left_leg": ((11, 12), (12, 13)),
+}
+TORSO_POLYGON = (2, 5, 11, 8)  # r-shoulder, l-shoulder, l-hip, r-hip
+HEAD_POINTS = (0, 14, 15, 16, 17)
+
+
+def default_detector() -> Detector:
+    """The bundled mediapipe extractor (``animate_anyone.pose.extract``, needs the ``pose`` extra),
+    resolved on first use; an InputError says what to install when it is not available."""
+    try:
+        module = importlib.import_module("animate_anyone.pose.extract")
+    except ImportError as exc:
+        raise InputError(f"pose detection needs the pose extra (pip install 'animate-anyone[pose]'): {exc}") from None
+    for name in ("extract_poses", "extract_keypoints"):
+        fn = getattr(module, name, None)
+        if callable(fn):
+            return fn
+    raise InputError("animate_anyone.pose.extract has no extract_poses(frames) function")
+
+
+def run_detector(detector: Detector, frames: np.ndarray) -> PoseSequence:
+    """Call ``detector`` on uint8 frames and check that it gave one pose per frame."""
+    seq = detector(np.ascontiguousarray(frames))
+    if not isinstance(seq, PoseSequence):
+        raise TypeError(f"the pose detector must return a PoseSequence, got {type(seq).__name__}")
+    if len(seq) != len(frames):
+        raise ValueError(f"the pose detector returned {len(seq)} poses for {len(frames)} frames")
+    h, w = frames.shape[1:3]
+    return seq if (seq.width, seq.height) == (w, h) else seq.scaled(w, h)
+
+
+def body_size(body: np.ndarray, min_score: float = MIN_SCORE) -> np.ndarray:
+    """Per-frame body size ``(frames,)``: diagonal of the box around the body points with score ≥
+    ``min_score`` (NaN when fewer than two points are found). ``body`` is ``(frames, 18, 3)``."""
+    vis = body[..., 2] >= min_score
+    out = np.full(len(body), np.nan)
+    for t in range(len(body)):
+        pts = body[t, vis[t], :2]
+        if len(pts) >= 2:
+            span = pts.max(axis=0) - pts.min(axis=0)
+            out[t] = float(np.hypot(span[0], span[1]))
+    return out
+
+
+def _points(seq: PoseSequence, parts: tuple[str, ...]) -> np.ndarray:
+    arrays = {"body": seq.body, "hands": seq.hands.reshape(len(seq), -1, 3), "face": seq.face}
+    return np.concatenate([arrays[p] for p in parts], axis=1)
+
+
+@dataclass
+class PoseFidelity:
+    pck: dict[float, float]  # threshold -> fraction of driving points re-detected within it
+    mean_error_px: float  # over points found in both, in pixels of the driving frame
+    mean_error_norm: float  # the same divided by body size
+    missed: float  # fraction of driving points the detector did not find
+    detection_rate: float  # fraction of frames where the detector found a person
+    per_frame_pck: np.ndarray  # (frames,) PCK at the largest threshold
+    per_frame_error: np.ndarray  # (frames,) mean normalised error
+
+    def to_dict(self) -> dict:
+        out = {f"pck@{a:g}": v for a, v in self.pck.items()}
+        out.update(mean_error_px=self.mean_error_px, mean_error_norm=self.mean_error_norm,
+                   missed=self.missed, detection_rate=self.detection_rate)  # fmt: skip
+        return out
+
+
+def pose_fidelity(frames: np.ndarray, driving: PoseSequence, detector: Detector | None = None,
+                  thresholds: tuple[float, ...] = PCK_THRESHOLDS, min_score: float = MIN_SCORE,
+                  parts: tuple[str, ...] = ("body",)) -> PoseFidelity:  # fmt: skip
+    """How well generated ``frames`` ``(frames, height, width, 3)`` uint8 follow ``driving``.
+
+    A driving point counts when its score is ≥ ``min_score`` and the frame has a body size; it is
+    correct at threshold ``a`` when the detector found it (score ≥ ``min_score``) within
+    ``a × body size`` pixels. ``parts`` picks the points compared ("body", "hands", "face"), all
+    normalised by the body size.
+    """
+    if len(frames) != len(driving):
+        raise ValueError(f"{len(frames)} frames but {len(driving)} driving poses")
+    detected = run_detector(detector or default_detector(), frames).scaled(driving.width, driving.height)
+    ref, pred = _points(driving, parts), _points(detected, parts)
+    size = body_size(driving.body, min_score)
+    visible = (ref[..., 2] >= min_score) & np.isfinite(size)[:, None]
+    found = pred[..., 2] >= min_score
+    dist = np.linalg.norm(pred[..., :2] - ref[..., :2], axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = dist / size[:, None]
+    both = visible & found
+    n_vis = max(int(visible.sum()), 1)
+    pck = {a: float((both & (norm <= a)).sum() / n_vis) for a in thresholds}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_frame_pck = (both & (norm <= max(thresholds))).sum(1) / visible.sum(1)
+        per_frame_err = np.where(both, norm, 0).sum(1) / both.sum(1)
+    return PoseFidelity(
+        pck=pck,
+        mean_error_px=float(dist[both].mean()) if both.any() else math.nan,
+        mean_error_norm=float(norm[both].mean()) if both.any() else math.nan,
+        missed=float((visible & ~found).sum() / n_vis),
+        detection_rate=float(np.mean(detected.detected)) if len(detected) else math.nan,
+        per_frame_pck=per_frame_pck.astype(np.float64),
+        per_frame_error=per_frame_err.astype(np.float64),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Region masks from keypoints
+# --------------------------------------------------------------------------------------------
+
+
+def _capsule(draw: ImageDraw.ImageDraw, p, q, r: float) -> None:
+    w = max(1, int(round(2 * r)))
+    draw.line([tuple(p), tuple(q)], fill=1, width=w)
+    for c in (p, q):
+        draw.ellipse((c[0] - r, c[1] - r, c[0] + r, c[1] + r), fill=1)
+
+
+def part_masks(body: np.ndarray, width: int, height: int, min_score: float = MIN_SCORE,
+               limb_fraction: float = 0.04) -> dict[str, np.ndarray]:  # fmt: skip
+    """Boolean ``(height, width)`` masks of the body parts of one frame's ``(18, 3)`` body points.
+
+    Limbs are capsules of radius ``limb_fraction`` × body size (at least 2 px) along their bones;
+    the torso is the shoulder-hip quadrilateral plus capsules; the head a disc around the face
+    points of radius half the nose-neck distance. A part whose points were not found is absent.
+    """
+    size = body_size(body[None], min_score)[0]
+    if not np.isfinite(size):
+        return {}
+    r = max(2.0, limb_fraction * size)
+    ok = body[:, 2] >= min_score
+    xy = body[:, :2]
+    masks: dict[str, np.ndarray] = {}
+    for part, bones in PART_BONES.items():
+        img = Image.new("L", (width, height), 0)
+        draw = ImageDraw.Draw(img)
+        drawn = False
+        for a, b in bones:
+            if ok[a] and ok[b]:
+                _capsule(draw, xy[a], xy[b], r)
+                drawn = True
+        if part == "torso" and all(ok[i] for i in TORSO_POLYGON):
+            draw.polygon([tuple(xy[i]) for i in TORSO_POLYGON], fill=1)
+            drawn = True
+        if part == "head":
+            pts = [xy[i] for i in HEAD_POINTS if ok[i]]
+            if pts:
+                c = np.mean(pts, axis=0)
+                hr = 0.5 * float(np.linalg.norm(xy[0] - xy[1])) if ok[0] and ok[1] else 2.5 * r
+                draw.ellipse((c[0] - hr, c[1] - hr, c[0] + hr, c[1] + hr), fill=1)
+                drawn = True
+        if drawn:
+            masks[part] = np.asarray(img, dtype=bool)
+    return masks
+
+
+def motion_mask(body_a: np.ndarray, body_b: np.ndarray, width: int, height: int, min_score: float = MIN_SCORE,
+                move_fraction: float = 0.02, radius_fraction: float = 0.08) -> tuple[np.ndarray, bool]:  # fmt: skip
+    """Mask ``(height, width)`` of where the pose moves between two frames' ``(18, 3)`` bodies, and
+    whether anything moved: capsules of radius ``radius_fraction`` × body size around every limb
+    with a joint that moved more than ``move_fraction`` × body size, at both positions."""
+    size = np.nanmax([body_size(body_a[None], min_score)[0], body_size(body_b[None], min_score)[0], 0.0])
+    if not size:
+        return np.zeros((height, width), bool), False
+    ok = (body_a[:, 2] >= min_score) & (body_b[:, 2] >= min_score)
+    moved = ok & (np.linalg.norm(body_a[:, :2] - body_b[:, :2], axis=1) > move_fraction * size)
+    # a joint that appears or disappears counts as moving
+    moved |= (body_a[:, 2] >= min_score) != (body_b[:, 2] >= min_score)
+    if not moved.any():
+        return np.zeros((height, width), bool), False
+    img = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(img)
+    r = radius_fraction * size
+    for body in (body_a, body_b):
+        vis = body[:, 2] >= min_score
+        for a, b in BODY_LIMBS:
+            if (moved[a] or moved[b]) and vis[a] and vis[b]:
+                _capsule(draw, body[a, :2], body[b, :2], r)
+        for j in np.flatnonzero(moved & vis):
+            _capsule(draw, body[j, :2], body[j, :2], r)
+    return np.asarray(img, dtype=bool), True
+
+
+@dataclass
+class Flicker:
+    per_pair: np.ndarray  # (frames - 1,) mean |frame[t+1] - frame[t]| over still pixels, in [0, 1]
+    mean: float
+    still_fraction: float  # mean fraction of pixels counted as still
+    still_pairs: int  # frame pairs in which no joint moved at all
+    pose_used: bool
+
+    def to_dict(self) -> dict:
+        return {"flicker": self.mean, "still_fraction": self.still_fraction, "still_pairs": self.still_pairs,
+                "pose_used": self.pose_used}  # fmt: skip
+
+
+def temporal_flicker(frames: np.ndarray, pose: PoseSequence | None = None, min_score: float = MIN_SCORE,
+                     move_fraction: float = 0.02, radius_fraction: float = 0.08) -> Flicker:  # fmt: skip
+    """Frame-to-frame change of ``frames`` ``(frames, height, width, 3)`` where the pose is still.
+
+    Without ``pose`` every pixel counts (plain temporal change). With it, ``pose`` must have one
+    entry per frame in the frames' pixel coordinates (see :meth:`PoseSequence.scaled`).
+    """
+    n, h, w = frames.shape[:3]
+    if pose is not None and len(pose) != n:
+        raise ValueError(f"{n} frames but {len(pose)} poses")
+    scale = 255.0 if frames.dtype == np.uint8 else 1.0
+    per_pair = np.full(max(n - 1, 0), np.nan)
+    fractions, still_pairs = [], 0
+    for t in range(n - 1):
+        diff = np.abs(frames[t + 1].astype(np.float32) - frames[t].astype(np.float32)).mean(axis=2) / scale
+        if pose is None:
+            still = np.ones((h, w), bool)
+        else:
+            moving, any_moved = motion_mask(pose.body[t], pose.body[t + 1], w, h, min_score, move_fraction, radius_fraction)
+            still = ~moving
+            still_pairs += not any_moved
+        fractions.append(float(still.mean()))
+        if still.any():
+            per_pair[t] = float(diff[still].mean())
+    finite = per_pair[np.isfinite(per_pair)]
+    return Flicker(per_pair, float(finite.mean()) if finite.size else math.nan,
+                   float(np.mean(fractions)) if fractions else math.nan, still_pairs, pose is not None)  # fmt: skip
+
+
+def colour_histogram(pixels: np.ndarray, bins: int = 8) -> np.ndarray:
+    """Normalised joint RGB histogram ``(bins**3,)`` of uint8 ``(n, 3)`` pixels, soft-binned: bin
+    centres at ``k · 255 / (bins - 1)`` and each value shared linearly between its two nearest
+    centres per channel, so a small colour change (compression, re-encoding) moves the histogram
+    a little instead of flipping pixels across a bin edge."""
+    pos = pixels.astype(np.float64) * ((bins - 1) / 255.0)  # (n, 3)
+    lo = np.minimum(np.floor(pos).astype(np.int64), bins - 2)
+    frac = pos - lo
+    hist = np.zeros(bins**3)
+    for corner in range(8):  # the 8 neighbouring bins of the 3-D grid
+        offs = np.array([(corner >> c) & 1 for c in range(3)])
+        weight = np.prod(np.where(offs == 1, frac, 1.0 - frac), axis=1)
+        idx = ((lo[:, 0] + offs[0]) * bins + (lo[:, 1] + offs[1])) * bins + (lo[:, 2] + offs[2])
+        hist += np.bincount(idx, weights=weight, minlength=bins**3)
+    return hist / max(hist.sum(), 1e-12)
+
+
+def hellinger(p: np.ndarray, q: np.ndarray) -> float:
+    """Hellinger distance of two normalised histograms, in [0, 1]."""
+    return float(math.sqrt(max(0.0, 1.0 - float(np.sum(np.sqrt(p * q))))))
+
+
+@dataclass
+class Appearance:
+    per_part: dict[str, float]  # part -> mean distance over the frames where it is visible
+    mean: float  # mean over parts
+    per_frame: np.ndarray  # (frames,) mean over the parts visible in that frame
+    parts_missing: list[str] = field(default_factory=list)  # parts not found in the reference
+
+    def to_dict(self) -> dict:
+        return {"appearance": self.mean, **{f"appearance_{k}": v for k, v in self.per_part.items()}}
+
+
+def appearance_consistency(frames: np.ndarray, pose: PoseSequence, reference: np.ndarray,
+                           reference_pose: PoseSequence, bins: int = 8, min_pixels: int = 30,
+                           min_score: float = MIN_SCORE) -> Appearance:  # fmt: skip
+    """Per-part colour-histogram distance between uint8 ``frames`` ``(frames, height, width, 3)``
+    and the uint8 ``reference`` image ``(height, width, 3)``; ``pose`` holds the driving keypoints
+    in the frames' coordinates, ``reference_pose`` one frame of keypoints in the reference's."""
+    if len(pose) != len(frames):
+        raise ValueError(f"{len(frames)} frames but {len(pose)} poses")
+    rh, rw = reference.shape[:2]
+    ref_pose = reference_pose if (reference_pose.width, reference_pose.height) == (rw, rh) else reference_pose.scaled(rw, rh)
+    ref_masks = part_masks(ref_pose.body[0], rw, rh, min_score)
+    ref_hist = {k: colour_histogram(reference[m], bins) for k, m in ref_masks.items() if m.sum() >= min_pixels}
+    if not ref_hist:
+        raise InputError("no body part found in the reference keypoints: appearance consistency needs a pose there")
+    h, w = frames.shape[1:3]
+    dists: dict[str, list[float]] = {k: [] for k in ref_hist}
+    per_frame = np.full(len(frames), np.nan)
+    for t in range(len(frames)):
+        row = []
+        for part, mask in part_masks(pose.body[t], w, h, min_score).items():
+            if part in ref_hist and mask.sum() >= min_pixels:
+                d = hellinger(colour_histogram(frames[t][mask], bins), ref_hist[part])
+                dists[part].append(d)
+                row.append(d)
+        if row:
+            per_frame[t] = float(np.mean(row))
+    per_part = {k: float(np.mean(v)) for k, v in dists.items() if v}
+    return Appearance(per_part, float(np.mean(list(per_part.values()))) if per_part else math.nan, per_frame,
+                      sorted(set(PART_BONES) - set(ref_hist)))  # fmt: skip

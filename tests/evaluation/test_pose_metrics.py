@@ -1,0 +1,149 @@
+"""Weightless metrics: pose fidelity with injected detectors, flicker, appearance consistency."""
+
+import numpy as np
+import pytest
+
+from animate_anyone.errors import InputError
+from animate_anyone.evaluation import pose_metrics as P
+from animate_anyone.pose.keypoints import PoseSequence
+
+W, H, T = 128, 160, 6
+STANDING = np.array([
+    (64, 30), (64, 45), (50, 47), (44, 70), (40, 92), (78, 47), (84, 70), (88, 92), (56, 95),
+    (55, 125), (20, 152), (72, 95), (73, 125), (108, 152), (60, 27), (68, 27), (56, 29), (72, 29),
+], np.float32)  # fmt: skip
+BODY_SIZE = float(np.hypot(108 - 20, 152 - 27))  # bounding-box diagonal (the moving wrist stays inside)
+
+
+def make_driving(num_frames=T) -> PoseSequence:
+    """A standing figure that raises its right forearm over the frames."""
+    body = np.zeros((num_frames, 18, 3), np.float32)
+    for t in range(num_frames):
+        body[t, :, :2] = STANDING
+        body[t, :, 2] = 1.0
+        angle = np.deg2rad(15 * t)
+        body[t, 4, :2] = STANDING[3] + 22 * np.array([-np.sin(angle), np.cos(angle)])
+    return PoseSequence(body, None, None, W, H, fps=24)
+
+
+def fake_detector(driving: PoseSequence, offset=(0.0, 0.0), drop=()):
+    def detect(frames):
+        assert frames.dtype == np.uint8 and frames.shape == (len(driving), H, W, 3)
+        body = driving.body.copy()
+        body[..., 0] += offset[0]
+        body[..., 1] += offset[1]
+        body[:, list(drop), 2] = 0.0
+        return PoseSequence(body, None, None, W, H, fps=driving.fps)
+
+    return detect
+
+
+FRAMES = np.zeros((T, H, W, 3), np.uint8)
+
+
+def test_body_size_is_the_box_diagonal():
+    size = P.body_size(make_driving().body)
+    assert size[0] == pytest.approx(BODY_SIZE)
+    body = make_driving(1).body.copy()
+    body[0, 1:, 2] = 0  # only one point found: no size
+    assert np.isnan(P.body_size(body)[0])
+
+
+def test_perfect_detector_gives_full_pck():
+    driving = make_driving()
+    res = P.pose_fidelity(FRAMES, driving, fake_detector(driving))
+    assert res.pck == {0.05: 1.0, 0.1: 1.0}
+    assert res.mean_error_px == 0 and res.missed == 0 and res.detection_rate == 1.0
+    assert res.per_frame_pck.tolist() == [1.0] * T
+
+
+def test_known_perturbation_drops_pck_between_the_thresholds():
+    driving = make_driving()
+    shift = 0.075 * BODY_SIZE  # beyond 0.05, within 0.1 of the body size
+    res = P.pose_fidelity(FRAMES, driving, fake_detector(driving, offset=(shift, 0)))
+    assert res.pck[0.05] == 0.0 and res.pck[0.1] == 1.0
+    assert res.mean_error_norm == pytest.approx(0.075, rel=1e-3)
+    assert res.mean_error_px == pytest.approx(shift, rel=1e-4)
+    far = P.pose_fidelity(FRAMES, driving, fake_detector(driving, offset=(0, 0.2 * BODY_SIZE)))
+    assert far.pck == {0.05: 0.0, 0.1: 0.0}
+
+
+def test_missed_points_count_against_pck():
+    driving = make_driving()
+    res = P.pose_fidelity(FRAMES, driving, fake_detector(driving, drop=(4, 7)))  # both wrists lost
+    assert res.pck[0.1] == pytest.approx(16 / 18) and res.missed == pytest.approx(2 / 18)
+
+
+def test_detector_at_another_resolution_is_rescaled():
+    driving = make_driving()
+
+    def detect_half_size(frames):
+        return driving.scaled(W // 2, H // 2)
+
+    assert P.pose_fidelity(FRAMES, driving, detect_half_size).pck[0.05] == 1.0
+
+
+def test_default_detector_reports_a_missing_extractor(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def fail(name, *a, **k):
+        if name == "animate_anyone.pose.extract":
+            raise ImportError("No module named 'mediapipe'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", fail)
+    with pytest.raises(InputError, match=r"pose extra"):
+        P.default_detector()
+
+
+def test_flicker_ignores_change_where_the_pose_moves():
+    driving = make_driving()
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(0, 256, (1, H, W, 3), dtype=np.uint8), T, axis=0)
+    yy, xx = np.mgrid[:H, :W]
+    for t in range(T):  # new random pixels around the moving wrist only
+        wx, wy = driving.body[t, 4, :2]
+        disc = (xx - wx) ** 2 + (yy - wy) ** 2 <= 25
+        frames[t][disc] = rng.integers(0, 256, (int(disc.sum()), 3))
+    with_pose = P.temporal_flicker(frames, driving)
+    without = P.temporal_flicker(frames)
+    assert with_pose.mean == 0.0 and without.mean > 0.001
+    assert 0.5 < with_pose.still_fraction < 1.0 and with_pose.still_pairs == 0
+    # background flicker is caught
+    noisy = frames.copy()
+    noisy[1::2, :10] = 255 - noisy[1::2, :10]
+    assert P.temporal_flicker(noisy, driving).mean > 0.01
+
+
+def _paint(body, colours):
+    img = np.full((H, W, 3), 128, np.uint8)
+    for part, mask in P.part_masks(body, W, H).items():
+        img[mask] = colours[part]
+    return img
+
+
+COLOURS = {"head": (230, 190, 160), "torso": (200, 30, 30), "right_arm": (30, 200, 30), "left_arm": (30, 30, 200),
+           "right_leg": (20, 20, 20), "left_leg": (240, 240, 0)}  # fmt: skip
+
+
+def test_appearance_consistency_finds_a_changed_shirt():
+    driving = make_driving()
+    reference = _paint(driving.body[0], COLOURS)
+    ref_pose = driving.frames(slice(0, 1))
+    good = np.stack([_paint(driving.body[t], COLOURS) for t in range(T)])
+    res = P.appearance_consistency(good, driving, reference, ref_pose)
+    assert set(res.per_part) == set(COLOURS) and res.mean < 0.2
+    bad = np.stack([_paint(driving.body[t], {**COLOURS, "torso": (30, 30, 230)}) for t in range(T)])
+    res_bad = P.appearance_consistency(bad, driving, reference, ref_pose)
+    # the torso region also holds arm and head pixels, which still match
+    assert res_bad.per_part["torso"] > 0.6 > 5 * res.per_part["torso"] and res_bad.per_part["left_leg"] < 0.2
+    assert res_bad.mean > res.mean
+
+
+def test_appearance_needs_a_reference_pose():
+    driving = make_driving()
+    empty = PoseSequence.empty(1, W, H)
+    with pytest.raises(InputError, match="no body part"):
+        P.appearance_consistency(FRAMES, driving, FRAMES[0], empty)
