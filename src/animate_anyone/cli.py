@@ -32,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "animate_anyone.pipelines.cli",
     "animate_anyone.weights.cli",
     "animate_anyone.training.cli",
+    "animate_anyone.data.cli",
 ]
 
 
