@@ -68,7 +68,7 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "presets":
+    if args.command not in ("presets", "data"):  # these never load diffusers/transformers
         quiet_libraries()
     try:
         return args.func(args)
