@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from animate_anyone.data.datasets import ClipDataset, DataWarning, ImagePairDataset, load_meta
+from animate_anyone.data.datasets import ClipDataset, DataWarning, ImagePairDataset, load_meta, make_dataset
 from animate_anyone.data.video_io import write_video
 from animate_anyone.errors import InputError
 from animate_anyone.lab import plan_clips, write_dataset
@@ -32,26 +32,28 @@ def test_image_pairs_shapes_and_ranges(lab):
     ds = ImagePairDataset(lab["mp4"], W, H, clip_size=32, sample_margin=4)
     assert len(ds) == 6
     s = ds[1]
-    assert s["reference"].shape == s["target"].shape == s["pose"].shape == (3, H, W)
-    assert s["clip"].shape == (3, 32, 32) and s["index"] == 1
-    _check_ranges(s["reference"], -1, 1)
-    _check_ranges(s["target"], -1, 1)
-    _check_ranges(s["pose"], 0, 1)
-    assert float(s["pose"].max()) > 0.5 and float(s["reference"].std()) > 0.05
+    assert s["ref_pixels"].shape == s["pixels"].shape == s["poses"].shape == (3, H, W)
+    assert s["ref_clip"].shape == (3, 32, 32) and int(s["index"]) == 1
+    _check_ranges(s["ref_pixels"], -1, 1)
+    _check_ranges(s["pixels"], -1, 1)
+    _check_ranges(s["poses"], 0, 1)
+    assert float(s["poses"].max()) > 0.5 and float(s["ref_pixels"].std()) > 0.05
     batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
-    assert batch["target"].shape == (4, 3, H, W)
+    assert batch["pixels"].shape == (4, 3, H, W)
 
 
 def test_samples_depend_only_on_seed_epoch_and_index(lab):
     ds = ImagePairDataset(lab["npz"], W, H, clip_size=16, seed=3)
     a = [ds[i] for i in range(4)]
-    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, [ds[i] for i in range(4)]) for k in ("target", "pose"))
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, [ds[i] for i in range(4)]) for k in ("pixels", "poses"))
     ds.set_epoch(1)
     b = [ds[i] for i in range(4)]
-    assert any(not torch.equal(x["target"], y["target"]) for x, y in zip(a, b))
+    assert any(not torch.equal(x["pixels"], y["pixels"]) for x, y in zip(a, b))
     again = ImagePairDataset(lab["npz"], W, H, clip_size=16, seed=3)
     again.set_epoch(1)
-    assert all(torch.equal(again[i]["reference"], b[i]["reference"]) for i in range(4))
+    assert all(torch.equal(again[i]["ref_pixels"], b[i]["ref_pixels"]) for i in range(4))
+    x, y = ds.get(1, np.random.default_rng(5)), ds.get(1, np.random.default_rng(5))
+    assert torch.equal(x["pixels"], y["pixels"]) and torch.equal(x["ref_clip"], y["ref_clip"])
 
 
 def test_reference_and_target_frames_respect_the_margin(lab):
@@ -67,11 +69,11 @@ def test_clip_dataset_shapes_stride_and_preload(lab):
     lazy = ClipDataset(lab["npz"], W, H, num_frames=4, stride=2, clip_size=16)
     mem = ClipDataset(lab["npz"], W, H, num_frames=4, stride=2, clip_size=16, preload=True)
     s, m = lazy[3], mem[3]
-    assert s["frames"].shape == s["poses"].shape == (3, 4, H, W)
-    assert s["reference"].shape == (3, H, W) and s["clip"].shape == (3, 16, 16)
-    _check_ranges(s["frames"], -1, 1)
+    assert s["pixels"].shape == s["poses"].shape == (3, 4, H, W)
+    assert s["ref_pixels"].shape == (3, H, W) and s["ref_clip"].shape == (3, 16, 16)
+    _check_ranges(s["pixels"], -1, 1)
     _check_ranges(s["poses"], 0, 1)
-    assert all(torch.equal(s[k], m[k]) for k in ("frames", "poses", "reference", "clip"))
+    assert all(torch.equal(s[k], m[k]) for k in ("pixels", "poses", "ref_pixels", "ref_clip"))
     idx, ref = lazy.pick_frames(10, np.random.default_rng(1))
     assert np.all(np.diff(idx) == 2) and 0 <= ref < 10
     long = ClipDataset(lab["npz"], W, H, num_frames=16, stride=4)
@@ -116,7 +118,7 @@ def test_bad_entries_are_reported_and_skipped(lab, tmp_path):
     assert "missing.mp4" in messages and "garbage.mp4" in messages and "short_pose.mp4" in messages
     assert "4 frames" in messages and "no pose video" in messages
     assert len(ds) == 1 and len(ds.skipped) == 3
-    assert ds[0]["target"].shape == (3, H, W)
+    assert ds[0]["pixels"].shape == (3, H, W)
     with pytest.warns(DataWarning):
         assert len(ClipDataset(meta, W, H, num_frames=3, preload=True)) == 1
 
@@ -134,8 +136,8 @@ def test_file_that_breaks_mid_epoch_is_replaced(lab, tmp_path):
     (tmp_path / entries[1]["video_path"]).write_bytes(b"truncated")  # breaks after the check
     with pytest.warns(DataWarning, match=entries[1]["video_path"].split("/")[-1]):
         s = ds[1]
-    assert s["index"] == 2
-    assert [ds[i]["index"] for i in range(3)] == [0, 2, 2]
+    assert int(s["index"]) == 2
+    assert [int(ds[i]["index"]) for i in range(3)] == [0, 2, 2]
 
 
 def test_dataset_without_usable_entries_raises(lab, tmp_path):
@@ -150,3 +152,13 @@ def test_dataset_without_usable_entries_raises(lab, tmp_path):
         ClipDataset(tmp_path / "obj.json", W, H)
     with pytest.raises(InputError, match="split 'nothing'"):
         ImagePairDataset(lab["mp4"], W, H, split="nothing")
+
+
+def test_make_dataset_per_stage_and_several_meta_files(lab):
+    img = make_dataset("image", [lab["mp4"], lab["npz"]], W, H, sample_margin=3, clip_size=16, in_memory=True)
+    assert isinstance(img, ImagePairDataset) and len(img) == 12 and img.crop_scale == (0.9, 1.0)
+    vid = make_dataset("video", lab["npz"], W, H, num_frames=5, sample_rate=2, split="heldout")
+    assert isinstance(vid, ClipDataset) and vid.stride == 2 and vid.crop_scale == (1.0, 1.0)
+    assert vid[0]["pixels"].shape == (3, 5, H, W)
+    with pytest.raises(ValueError, match="stage"):
+        make_dataset("audio", lab["npz"], W, H)

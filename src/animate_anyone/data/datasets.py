@@ -22,8 +22,10 @@ sample (area ``crop_scale`` of the frame, aspect ``crop_ratio`` relative to the 
 the reference, target(s) and pose(s), squashed to ``width`` × ``height`` like inference does;
 VAE inputs in [-1, 1], pose maps in [0, 1]; the CLIP input from the *uncropped* reference frame.
 
-Randomness is a pure function of ``(seed, epoch, index)`` (call :meth:`set_epoch` each epoch), so a
-resumed run sees the same samples whatever the worker layout.
+Randomness: ``dataset.get(index, rng)`` draws every random choice from the given generator (what
+a training loop with its own per-step seeds uses); ``dataset[index]`` uses a generator seeded by
+``(seed, epoch, index)`` (call :meth:`set_epoch` each epoch), so samples never depend on worker
+layout or history.
 
 Bad data never stops an epoch: entries whose files are missing, unreadable, or whose pose video
 has a different number of frames are reported (a :class:`DataWarning` naming the file) and skipped
@@ -151,8 +153,15 @@ class _ClipSource(Dataset):
         self.seed, self.epoch = int(seed), 0
         self.cache_clips = int(cache_clips)
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        source = str(meta) if not isinstance(meta, list) else "meta list"
-        entries = load_meta(meta, split) if not isinstance(meta, list) else [dict(e) for e in meta]
+        metas = list(meta) if isinstance(meta, (list, tuple)) else [meta]
+        source = ", ".join(str(m) for m in metas if not isinstance(m, dict)) or "meta list"
+        entries = []
+        for m in metas:
+            if isinstance(m, dict):  # an entry with absolute paths
+                if split is None or m.get("split") == split:
+                    entries.append(dict(m))
+            else:
+                entries.extend(load_meta(m, split))
         self.skipped: list[tuple[str, str]] = []
         self.entries: list[dict] = []
         for e in entries:
@@ -236,13 +245,18 @@ class _ClipSource(Dataset):
         n = len(self.entries)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} clips")
-        index %= n
+        return self.get(index % n, self.rng(index % n))
+
+    def get(self, index: int, rng: np.random.Generator) -> dict:
+        """Sample ``index`` drawing every random choice from ``rng`` (a clip that turns out to be
+        unreadable is reported, marked bad and replaced by the next good one)."""
+        n = len(self.entries)
         for k in range(n):
-            i = (index + k) % n
+            i = (int(index) + k) % n
             if self._bad[i]:
                 continue
             try:
-                return self.sample(i, self.rng(index))
+                return self.sample(i, rng)
             except InputError as exc:
                 self._bad[i] = True
                 self._report(self.entries[i], str(exc))
@@ -287,11 +301,12 @@ class _ClipSource(Dataset):
 
 
 class ImagePairDataset(_ClipSource):
-    """Stage 1 samples: ``{"reference": (3, H, W) [-1, 1], "clip": (3, S, S) CLIP-normalised,
-    "target": (3, H, W) [-1, 1], "pose": (3, H, W) [0, 1], "index": int}``.
+    """Stage 1 samples: ``{"pixels": (3, H, W) target frame in [-1, 1], "poses": (3, H, W) its
+    pose map in [0, 1], "ref_pixels": (3, H, W) reference frame in [-1, 1], "ref_clip": (3, S, S)
+    CLIP-normalised reference, "index": () the entry used}``.
 
     Args:
-        meta: meta file path (or a list of entries with absolute paths).
+        meta: a meta file path, or a list of meta file paths (and/or entries with absolute paths).
         width, height: output size.
         split: keep only entries of this ``"split"`` (lab meta files), e.g. ``"train"``.
         sample_margin: preferred minimum distance in frames between reference and target.
@@ -323,17 +338,17 @@ class ImagePairDataset(_ClipSource):
         video, pose = self.frames(i, np.array([ref, tgt]))
         box = self.crop_box(video.shape[2], video.shape[1], rng)
         return {
-            "reference": self.vae_input(video[0], box),
-            "clip": self.clip_input(video[0]),
-            "target": self.vae_input(video[1], box),
-            "pose": self.pose_input(pose[1:2], self.pose_box(box, video, pose))[:, 0],
-            "index": i,
+            "pixels": self.vae_input(video[1], box),
+            "poses": self.pose_input(pose[1:2], self.pose_box(box, video, pose))[:, 0],
+            "ref_pixels": self.vae_input(video[0], box),
+            "ref_clip": self.clip_input(video[0]),
+            "index": torch.tensor(i),
         }
 
 
 class ClipDataset(_ClipSource):
-    """Stage 2 samples: ``{"frames": (3, F, H, W) [-1, 1], "poses": (3, F, H, W) [0, 1],
-    "reference": (3, H, W) [-1, 1], "clip": (3, S, S), "index": int}``.
+    """Stage 2 samples: ``{"pixels": (3, F, H, W) frames in [-1, 1], "poses": (3, F, H, W) in
+    [0, 1], "ref_pixels": (3, H, W) in [-1, 1], "ref_clip": (3, S, S), "index": ()}``.
 
     Args: as :class:`ImagePairDataset`, plus ``num_frames`` (F, default 24) and ``stride`` (frame
     step of the span, default 4 as the reference's ``sample_rate``); crop default: scale (1, 1),
@@ -360,9 +375,38 @@ class ClipDataset(_ClipSource):
         box = self.crop_box(video.shape[2], video.shape[1], rng)
         frames = torch.stack([self.vae_input(f, box) for f in video[:-1]], dim=1)  # (3, F, H, W)
         return {
-            "frames": frames,
+            "pixels": frames,
             "poses": self.pose_input(pose[:-1], self.pose_box(box, video, pose)),
-            "reference": self.vae_input(video[-1], box),
-            "clip": self.clip_input(video[-1]),
-            "index": i,
+            "ref_pixels": self.vae_input(video[-1], box),
+            "ref_clip": self.clip_input(video[-1]),
+            "index": torch.tensor(i),
         }
+
+
+def make_dataset(
+    stage: str,
+    meta: str | Path | list,
+    width: int,
+    height: int,
+    *,
+    num_frames: int = 24,
+    sample_rate: int = 4,
+    sample_margin: int = 30,
+    crop_scale: tuple[float, float] | None = None,
+    crop_ratio: tuple[float, float] = (0.9, 1.0),
+    in_memory: bool = False,
+    clip_size: int = 224,
+    split: str | None = None,
+    seed: int = 0,
+) -> ImagePairDataset | ClipDataset:
+    """The dataset of a training stage: ``"image"`` (stage 1) and ``"vae"`` -> :class:`ImagePairDataset`,
+    ``"video"`` (stage 2) -> :class:`ClipDataset` (``sample_rate`` = frame stride). ``crop_scale``
+    defaults to each class's default ((0.9, 1) for images, (1, 1) for clips)."""
+    common = dict(split=split, crop_ratio=crop_ratio, clip_size=clip_size, preload=in_memory, seed=seed)
+    if crop_scale is not None:
+        common["crop_scale"] = tuple(crop_scale)
+    if stage in ("image", "vae"):
+        return ImagePairDataset(meta, width, height, sample_margin=sample_margin, **common)
+    if stage == "video":
+        return ClipDataset(meta, width, height, num_frames=num_frames, stride=sample_rate, **common)
+    raise ValueError(f"unknown training stage {stage!r}; expected 'image', 'video' or 'vae'")

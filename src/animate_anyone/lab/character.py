@@ -146,7 +146,8 @@ def sample_character(character_id: int, category: str | None = None) -> Characte
     robot = cat == "robot"
     top = _random_color(rng) if not robot else _random_color(rng, sat=(0.5, 0.95), val=(0.5, 0.95))
     bottom_kind = ("pants", "shorts", "skirt")[int(rng.choice(3, p=[0.5, 0.25, 0.25]))] if not robot else "pants"
-    hair_style = HAIR_STYLES[int(rng.integers(len(HAIR_STYLES)))] if not robot else "bald"
+    hair_p = [0.3, 0.25, 0.2, 0.1, 0.15]  # short, long, bangs, bald, bun
+    hair_style = HAIR_STYLES[int(rng.choice(len(HAIR_STYLES), p=hair_p))] if not robot else "bald"
     return CharacterSpec(
         character_id=int(character_id),
         category=cat,

@@ -61,18 +61,20 @@ class Canvas:
         with an optional outline band of ``outline_width`` pixels along the edge."""
         if field is None:
             return
-        cov = field.coverage() * opacity
+        cov = np.minimum(np.maximum(0.5 - field.d, 0.0), 1.0)
+        if opacity != 1.0:
+            cov *= opacity
         if not cov.any():
             return
         col = np.asarray(color, np.float32)
         if outline is not None and outline_width > 0:
-            k = np.clip(field.d + outline_width + 0.5, 0.0, 1.0)[..., None]
-            col = col * (1 - k) + np.asarray(outline, np.float32) * k
-        sl = (slice(field.y0, field.y1), slice(field.x0, field.x1))
-        c = cov[..., None]
-        self.image[sl] = self.image[sl] * (1 - c) + col * c
+            k = np.minimum(np.maximum(field.d + (outline_width + 0.5), 0.0), 1.0)[..., None]
+            col = col + (np.asarray(outline, np.float32) - col) * k
+        img = self.image[field.y0:field.y1, field.x0:field.x1]
+        img += (col - img) * cov[..., None]  # in place: over-compositing
         if mask:
-            self.alpha[sl] = self.alpha[sl] + cov * (1 - self.alpha[sl])
+            alpha = self.alpha[field.y0:field.y1, field.x0:field.x1]
+            alpha += cov * (1 - alpha)
 
     def to_uint8(self) -> np.ndarray:
         return (np.clip(self.image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -168,21 +170,19 @@ def polygon(canvas: Canvas, points) -> Field | None:
     if g is None:
         return None
     (y0, y1, x0, x1), xs, ys = g
-    nxt = np.roll(pts, -1, axis=0)
-    d2 = None
-    inside = np.zeros((y1 - y0, x1 - x0), bool)
-    for (ax, ay), (bx, by) in zip(pts, nxt):
-        ex, ey = bx - ax, by - ay
-        wx, wy = xs - ax, ys - ay
-        ee = ex * ex + ey * ey
-        h = np.clip((wx * ex + wy * ey) / ee, 0, 1) if ee > 1e-12 else np.zeros_like(wx + wy)
-        qx, qy = wx - h * ex, wy - h * ey
-        dd = qx * qx + qy * qy
-        d2 = dd if d2 is None else np.minimum(d2, dd)
-        crosses = (ys >= ay) != (ys >= by)
-        if ey != 0:
-            inside ^= crosses & (xs < ax + (ys - ay) * ex / ey)
-    d = np.sqrt(d2)
+    a, b = pts, np.roll(pts, -1, axis=0)  # edges a[k] -> b[k], (n, 2)
+    e = (b - a)[:, :, None, None]  # (n, 2, 1, 1)
+    ee = np.maximum((e * e).sum(1), 1e-12)  # (n, 1, 1)
+    wx = xs[None] - a[:, 0, None, None]  # (n, 1, w)
+    wy = ys[None] - a[:, 1, None, None]  # (n, h, 1)
+    h = np.minimum(np.maximum((wx * e[:, 0] + wy * e[:, 1]) / ee, 0.0), 1.0)  # (n, h, w)
+    qx, qy = wx - h * e[:, 0], wy - h * e[:, 1]
+    d = np.sqrt((qx * qx + qy * qy).min(0))
+    # even-odd rule: count the edges crossed by a ray to the left of each pixel
+    ay, by = a[:, 1, None, None], b[:, 1, None, None]
+    crosses = (ys[None] >= ay) != (ys[None] >= by)  # (n, h, 1)
+    slope = np.where(by != ay, e[:, 0] / np.where(by != ay, e[:, 1], 1.0), 0.0)
+    inside = (crosses & (xs[None] < a[:, 0, None, None] + (ys[None] - ay) * slope)).sum(0) % 2 == 1
     return Field(y0, y1, x0, x1, np.where(inside, -d, d))
 
 
