@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "animate_anyone.weights.cli",
     "animate_anyone.training.cli",
     "animate_anyone.evaluation.cli",
+    "animate_anyone.data.cli",
     "animate_anyone.demo",
 ]
 
@@ -69,7 +70,7 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "presets":
+    if args.command not in ("presets", "data"):  # these never load diffusers/transformers
         quiet_libraries()
     try:
         return args.func(args)

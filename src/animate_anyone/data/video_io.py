@@ -58,12 +58,15 @@ def read_image(path: str | Path) -> Image.Image:
 
 
 def read_video(path: str | Path, max_frames: int | None = None) -> Video:
-    """Decode a video file, or a folder of images (file-name order, 30 fps assumed)."""
+    """Decode a video file, a lossless ``.npz`` video (:func:`write_npz_video`), or a folder of
+    images (file-name order, 30 fps assumed)."""
     path = Path(path)
     if path.is_dir():
         return _read_image_folder(path, max_frames)
     if not path.is_file():
         raise InputError(f"{path}: video not found")
+    if path.suffix.lower() == ".npz":
+        return _read_npz_video(path, max_frames)
     import av
 
     frames: list[np.ndarray] = []
@@ -102,6 +105,28 @@ def _read_image_folder(folder: Path, max_frames: int | None) -> Video:
     return Video(np.stack(frames), 30.0)
 
 
+def _read_npz_video(path: Path, max_frames: int | None) -> Video:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            frames, fps = z["frames"], float(z["fps"])
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable npz video ({type(exc).__name__})") from None
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise InputError(f"{path}: npz video must hold uint8 frames (n, h, w, 3), got {frames.dtype} {frames.shape}")
+    return Video(frames[:max_frames] if max_frames is not None else frames, fps)
+
+
+def write_npz_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
+    """Store ``(frames, height, width, 3)`` uint8 RGB losslessly (compressed ``.npz`` with ``frames``
+    and ``fps``), atomically; :func:`read_video` reads it back exactly."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"expected non-empty uint8 frames (n, h, w, 3), got {frames.dtype} {frames.shape}")
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, frames=frames, fps=np.float64(fps))
+    return Path(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds."""
@@ -109,6 +134,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -40,16 +40,22 @@ LIMB_DIM = 0.6
 THRESHOLD = 0.3
 
 
+# per-degree tables computed with `math` so the vertices equal those of a scalar loop bit for bit
+_COS = np.array([math.cos(math.radians(d)) for d in range(360)])
+_SIN = np.array([math.sin(math.radians(d)) for d in range(360)])
+
+
 def _ellipse_polygon(cx: float, cy: float, half_len: float, half_width: float, angle_deg: float):
     """Vertices of an ellipse with axes ``half_len`` (along ``angle``) and ``half_width``, one per degree."""
     a = math.radians(angle_deg)
     ca, sa = math.cos(a), math.sin(a)
-    pts = []
-    for deg in range(0, 360, 1):
-        t = math.radians(deg)
-        x, y = half_len * math.cos(t), half_width * math.sin(t)
-        pts.append((round(cx + x * ca - y * sa), round(cy + x * sa + y * ca)))
-    return pts
+    x, y = half_len * _COS, half_width * _SIN
+    # sums in the centre's precision (float32 for keypoint arrays), left to right, as scalar code does
+    dtype = np.result_type(cx, cy, 1.0)
+    px = (np.asarray(cx, dtype) + (x * ca).astype(dtype)) - (y * sa).astype(dtype)
+    py = (np.asarray(cy, dtype) + (x * sa).astype(dtype)) + (y * ca).astype(dtype)
+    px, py = np.round(px).astype(int), np.round(py).astype(int)
+    return list(zip(px.tolist(), py.tolist()))
 
 
 def _disc(draw: ImageDraw.ImageDraw, x: float, y: float, r: float, color) -> None:
