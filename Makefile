@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 # resolving the project's `torch>=2.2` does not pull a multi-GB CUDA build.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: test lint install-dev clean
+.PHONY: demo test lint install install-dev clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,16 @@ $(VENV)/.created:
 		$(PIP) install -q "$(TORCH_CPU)"; \
 	fi
 	touch $@
+
+$(VENV)/.installed: $(VENV)/.created pyproject.toml
+	$(PIP) install -q -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job on the embedded default: the shipped tiny model animates a held-out lab character.
+demo: install
+	$(VENV)/bin/animate-anyone demo --out demo_output
 
 $(VENV)/.dev-installed: $(VENV)/.created pyproject.toml
 	$(PIP) install -q -e ".[dev]"

@@ -232,7 +232,7 @@ def _tiny() -> ModelConfig:
             "out_channels": 3,
             "down_block_types": ["DownEncoderBlock2D"] * 4,
             "up_block_types": ["UpDecoderBlock2D"] * 4,
-            "block_out_channels": [32, 32, 32, 32],
+            "block_out_channels": [16, 32, 32, 32],  # a light full-resolution level: CPU-trainable
             "layers_per_block": 1,
             "act_fn": "silu",
             "latent_channels": 4,

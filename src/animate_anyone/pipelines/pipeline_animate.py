@@ -210,6 +210,7 @@ class AnimateAnyonePipeline:
         decode_chunk_size: int = 8,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         progress: bool = True,
+        use_reference: bool = True,
     ) -> AnimationOutput:
         """Generate a video.
 
@@ -231,6 +232,8 @@ class AnimateAnyonePipeline:
                 (half the activation memory, same result).
             decode_chunk_size: frames per VAE decode call.
             callback: called after every step as ``callback(step_index, timestep, latents)``.
+            use_reference: ``False`` skips the ReferenceNet (empty bank: plain self-attention;
+                the CLIP embedding is still used): the ablation "without ReferenceNet features".
         """
         # 1. Check inputs
         num_frames = len(pose_frames) if num_frames is None else num_frames
@@ -248,8 +251,9 @@ class AnimateAnyonePipeline:
         saved_storage = bank.storage_dtype
         bank.storage_dtype = torch.float16 if moore else None
         try:
-            with self._on_device(model.reference_unet):
-                model.write_reference(ref_latents, embeds)
+            if use_reference:
+                with self._on_device(model.reference_unet):
+                    model.write_reference(ref_latents, embeds)
             bank.cache_projections = True
             uncond_embeds = torch.zeros_like(embeds)
 

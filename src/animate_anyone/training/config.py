@@ -36,6 +36,7 @@ class DataSection:
     sample_margin: int = 4  # image stage: min distance between reference and target frame
     crop_scale: tuple[float, float] = (0.9, 1.0)
     in_memory: bool = True  # decode every clip once (lab-sized data)
+    vae_crop: int = 0  # vae stage: train on random square crops of this size (0 = whole frames)
     split: str | None = None  # only meta entries of this split (lab meta files mark "train"/"heldout"); null = all
 
 

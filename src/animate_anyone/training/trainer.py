@@ -311,6 +311,11 @@ class Trainer:
         x = batch["pixels"]
         if x.ndim == 5:  # (b, 3, f, h, w) -> (b*f, 3, h, w)
             x = x.transpose(1, 2).flatten(0, 1)
+        c = self.cfg.data.vae_crop
+        if c and c < min(x.shape[-2:]):  # one random square crop per image (a conv net: same weights)
+            ys = torch.randint(0, x.shape[-2] - c + 1, (x.shape[0],)).tolist()
+            xs = torch.randint(0, x.shape[-1] - c + 1, (x.shape[0],)).tolist()
+            x = torch.stack([img[:, y : y + c, xx : xx + c] for img, y, xx in zip(x, ys, xs)])
         vae = self.accelerator.unwrap_model(self.module)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
