@@ -28,7 +28,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 # Modules that add sub-commands: each defines `register(subparsers)`; its handlers import their
 # heavy dependencies inside the handler, so `animate-anyone --help` stays fast.
-COMMAND_MODULES: list[str] = ["animate_anyone.pipelines.cli", "animate_anyone.weights.cli"]
+COMMAND_MODULES: list[str] = ["animate_anyone.pipelines.cli", "animate_anyone.weights.cli", "animate_anyone.pose.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
