@@ -83,7 +83,7 @@ def run_animate(args: argparse.Namespace) -> int:
         poses, fps, report = prepare_driving_pose(
             args.driving, ref, align=not args.no_align, ref_pose=args.ref_pose,
             backend="dwpose" if args.dwpose_dir else "mediapipe", dwpose_dir=args.dwpose_dir,
-            draw_face=not args.no_face, draw_hands=not args.no_hands,
+            draw_face=not args.no_face, draw_hands=not args.no_hands, max_frames=args.num_frames,
         )  # fmt: skip
         for warning in report.warnings:
             print(f"animate-anyone: warning: {warning}", file=sys.stderr)

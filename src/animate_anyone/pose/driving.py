@@ -66,18 +66,20 @@ def driving_keypoints(
     backend: str = "mediapipe",
     dwpose_dir: str | Path | None = None,
     smooth: bool = True,
+    max_frames: int | None = None,
 ) -> tuple[PoseSequence, DrivingReport]:
     """Keypoints of a driving video (or a keypoints file), aligned to the reference unless ``align``
-    is False."""
+    is False; only the first ``max_frames`` frames if given."""
     from .extract import extract_from_path
 
-    if isinstance(driving, PoseSequence):
-        seq, cleaning = driving, CleaningReport(len(driving), missed=np.flatnonzero(~driving.detected).tolist())
-    elif Path(driving).suffix.lower() in (".json", ".npz"):
-        seq = load_keypoints(driving)
+    if isinstance(driving, PoseSequence) or Path(driving).suffix.lower() in (".json", ".npz"):
+        seq = driving if isinstance(driving, PoseSequence) else load_keypoints(driving)
+        if max_frames is not None:
+            seq = seq.frames(slice(0, max_frames))
         cleaning = CleaningReport(len(seq), missed=np.flatnonzero(~seq.detected).tolist())
     else:
-        seq, cleaning = extract_from_path(driving, backend=backend, dwpose_dir=dwpose_dir, smooth=smooth)
+        seq, cleaning = extract_from_path(driving, max_frames=max_frames, backend=backend, dwpose_dir=dwpose_dir,
+                                          smooth=smooth)  # fmt: skip
     report = DrivingReport(cleaning)
     if align:
         if ref_image is None:
@@ -98,10 +100,12 @@ def prepare_driving_pose(
     dwpose_dir: str | Path | None = None,
     draw_face: bool = True,
     draw_hands: bool = True,
+    max_frames: int | None = None,
 ) -> tuple[np.ndarray, float, DrivingReport]:
-    """Pose maps ``[T, height, width, 3]`` uint8 for the pipeline from a driving video, its fps, and a
-    report. Aligned maps are drawn at the reference image's size, unaligned ones at the video's."""
+    """Pose maps ``[T, height, width, 3]`` uint8 for the pipeline from a driving video (or keypoints
+    file), its fps, and a report. Aligned maps are drawn at the reference image's size, unaligned ones
+    at the video's. ``max_frames``: use only the first frames of the video."""
     seq, report = driving_keypoints(driving, ref_image, align=align, ref_pose=ref_pose, backend=backend,
-                                    dwpose_dir=dwpose_dir)  # fmt: skip
+                                    dwpose_dir=dwpose_dir, max_frames=max_frames)  # fmt: skip
     frames = render_sequence(seq, draw_face=draw_face, draw_hands=draw_hands)
     return frames, seq.fps, report

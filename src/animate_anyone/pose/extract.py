@@ -261,15 +261,16 @@ def extract_poses(
     return clean_sequence(raw, smooth=smooth, max_gap_seconds=max_gap_seconds)
 
 
-def extract_from_path(path: str | Path, **kwargs):
-    """:func:`extract_poses` on a video file, an image folder or a single image."""
+def extract_from_path(path: str | Path, max_frames: int | None = None, **kwargs):
+    """:func:`extract_poses` on a video file, an image folder or a single image (the first
+    ``max_frames`` frames only, if given)."""
     from ..data.video_io import IMAGE_SUFFIXES, read_image, read_video
 
     path = Path(path)
     if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir():
         frames, fps = np.asarray(read_image(path))[None], 1.0
     else:
-        video = read_video(path)
+        video = read_video(path, max_frames=max_frames)
         frames, fps = video.frames, video.fps
     seq, report = extract_poses(frames, fps, source=str(path), **kwargs)
     seq.meta["source"] = path.name
