@@ -96,3 +96,11 @@ def test_zero_frame_video(files, capsys):
         s.pix_fmt = "yuv420p"
         c.start_encoding()
     _fails(["pose", "extract", str(empty), "-o", str(files / "k.json")], capsys, files, "no frames")
+
+
+def test_animate_driving_option_errors(files, capsys):
+    write_video(files / "pose.mp4", np.zeros((2, 32, 32, 3), np.uint8), fps=5)
+    (files / "corrupt.mp4").write_bytes(b"garbage" * 100)
+    base = ["animate", "--ref", str(files / "ref.png"), "--weights", str(files / "none"), "-o", str(files / "o.mp4")]
+    _fails(base + ["--pose", str(files / "pose.mp4"), "--no-align"], capsys, files, "only apply with --driving")
+    _fails(base + ["--driving", str(files / "corrupt.mp4")], capsys, files, "not a readable video")

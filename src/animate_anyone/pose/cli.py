@@ -118,6 +118,10 @@ def run_extract(args: argparse.Namespace) -> int:
     from .extract import extract_from_path
 
     out = _check_keypoint_output(args.output)
+    if args.max_gap < 0:
+        from ..errors import InputError
+
+        raise InputError(f"--max-gap must be 0 or more seconds, got {args.max_gap}")
     seq, report = extract_from_path(args.input, backend=_backend(args), dwpose_dir=args.dwpose_dir,
                                     smooth=not args.no_smooth, max_gap_seconds=args.max_gap)  # fmt: skip
     video = _video_path(args, out, len(seq))

@@ -180,7 +180,7 @@ def clean_sequence(
     beta: float = BETA,
 ) -> tuple[PoseSequence, CleaningReport]:
     """Fill short gaps and smooth every part of ``seq``; returns the new sequence and a report."""
-    max_gap = max(1, int(round(max_gap_seconds * seq.fps)))
+    max_gap = int(round(max(max_gap_seconds, 0.0) * seq.fps))  # 0: no filling
     report = CleaningReport(len(seq), missed=np.flatnonzero(~seq.detected).tolist())
     scale = float(max(seq.width, seq.height))
     parts = {}
