@@ -78,3 +78,9 @@ def test_jitter_is_zero_for_linear_motion():
     seq.body[..., 2] = 1
     assert jitter(seq) == pytest.approx(0, abs=1e-6)
     assert np.isnan(jitter(seq.frames(slice(0, 2))))
+
+
+def test_single_frame_report_has_no_jitter():
+    seq = _moving(num_frames=1)
+    _, report = clean_sequence(seq)
+    assert str(report) == "pose: person found in 1/1 frames"

@@ -109,6 +109,10 @@ def _render(seq, args, width=None, height=None):
     return render_sequence(seq, width, height, draw_face=not args.no_face, draw_hands=not args.no_hands)
 
 
+def _frames(n: int) -> str:
+    return f"{n} frame" + ("s" if n != 1 else "")
+
+
 def _warn(lines) -> None:
     for line in lines:
         print(f"animate-anyone: warning: {line}", file=sys.stderr)
@@ -128,7 +132,7 @@ def run_extract(args: argparse.Namespace) -> int:
     frames = _render(seq, args) if video is not None else None
     _write_all(seq, out, video, frames)
     print(report)
-    print(f"wrote {out}" + (f" and {video}" if video else "") + f" ({len(seq)} frames, {seq.width}x{seq.height}, "
+    print(f"wrote {out}" + (f" and {video}" if video else "") + f" ({_frames(len(seq))}, {seq.width}x{seq.height}, "
           f"{seq.fps:g} fps)")  # fmt: skip
     return 0
 
@@ -154,7 +158,7 @@ def run_render(args: argparse.Namespace) -> int:
         write_video(out, frames, args.fps or seq.fps)
     else:
         write_image(out, frames[0])
-    print(f"wrote {out} ({len(frames)} frames, {frames.shape[2]}x{frames.shape[1]})")
+    print(f"wrote {out} ({_frames(len(frames))}, {frames.shape[2]}x{frames.shape[1]})")
     return 0
 
 
@@ -171,5 +175,5 @@ def run_align(args: argparse.Namespace) -> int:
     frames = _render(seq, args) if video is not None else None
     _write_all(seq, out, video, frames)
     print(report)
-    print(f"wrote {out}" + (f" and {video}" if video else "") + f" ({len(seq)} frames, {seq.width}x{seq.height})")
+    print(f"wrote {out}" + (f" and {video}" if video else "") + f" ({_frames(len(seq))}, {seq.width}x{seq.height})")
     return 0

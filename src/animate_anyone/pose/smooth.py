@@ -56,8 +56,9 @@ class CleaningReport:
             if self.filled:
                 text += f" ({len(self.filled)} interpolated"
                 text += f", {len(empty)} left empty)" if empty else ")"
-        if self.smoothed and self.jitter_before and self.jitter_after is not None:
-            text += f"; smoothing cut jitter by {100 * (1 - self.jitter_after / self.jitter_before):.0f} %"
+        before, after = self.jitter_before, self.jitter_after
+        if self.smoothed and before and after is not None and math.isfinite(before) and math.isfinite(after):
+            text += f"; smoothing cut jitter by {100 * (1 - after / before):.0f} %"
         return text
 
     def to_dict(self) -> dict:
