@@ -41,7 +41,7 @@ def reference_pose(
 ) -> PoseSequence | None:
     """The reference character's pose: from ``ref_pose`` (a keypoints file or sequence) if given,
     else extracted from ``image``; None when nobody is found in the image."""
-    from .extract import extract_poses
+    from .extract import NoPersonError, extract_poses
 
     arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if ref_pose is not None:
@@ -50,10 +50,8 @@ def reference_pose(
     try:
         seq, _ = extract_poses(arr[None], 1.0, backend=backend, dwpose_dir=dwpose_dir, static=True,
                                smooth=False, source="reference image")  # fmt: skip
-    except InputError as exc:
-        if "no person found" in str(exc):
-            return None
-        raise
+    except NoPersonError:
+        return None
     return seq
 
 

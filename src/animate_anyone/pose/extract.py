@@ -60,6 +60,10 @@ assert len(FACE_MESH_TO_68) == NUM_FACE
 OUTSIDE_MARGIN = 0.05
 
 
+class NoPersonError(InputError):
+    """Nobody was found in any frame of the input."""
+
+
 def require_mediapipe():
     """Import mediapipe or raise a one-line :class:`InputError` naming the install command."""
     try:
@@ -257,7 +261,7 @@ def extract_poses(
         extractor.close()
     if not raw.detected.any():
         what = "the image" if len(frames) == 1 else f"any of the {len(frames)} frames"
-        raise InputError(f"{source}: no person found in {what}")
+        raise NoPersonError(f"{source}: no person found in {what}")
     return clean_sequence(raw, smooth=smooth, max_gap_seconds=max_gap_seconds)
 
 
