@@ -31,6 +31,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 COMMAND_MODULES: list[str] = [
     "animate_anyone.pipelines.cli",
     "animate_anyone.weights.cli",
+    "animate_anyone.pose.cli",
     "animate_anyone.training.cli",
     "animate_anyone.evaluation.cli",
     "animate_anyone.data.cli",

@@ -48,17 +48,26 @@ HEAD_POINTS = (0, 14, 15, 16, 17)
 
 
 def default_detector() -> Detector:
-    """The bundled mediapipe extractor (``animate_anyone.pose.extract``, needs the ``pose`` extra),
-    resolved on first use; an InputError says what to install when it is not available."""
+    """The bundled mediapipe extractor (:func:`animate_anyone.pose.extract.extract_poses`, needs the
+    ``pose`` extra), without smoothing or gap filling (a metric must see what is in each frame);
+    frames where nobody is found get score-0 points. An InputError says what to install when it
+    is not available."""
     try:
-        module = importlib.import_module("animate_anyone.pose.extract")
+        from ..pose.extract import NoPersonError, extract_poses, require_mediapipe
+
+        require_mediapipe()
     except ImportError as exc:
         raise InputError(f"pose detection needs the pose extra (pip install 'animate-anyone[pose]'): {exc}") from None
-    for name in ("extract_poses", "extract_keypoints"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return fn
-    raise InputError("animate_anyone.pose.extract has no extract_poses(frames) function")
+
+    def detect(frames: np.ndarray) -> PoseSequence:
+        try:
+            seq, _ = extract_poses(frames, 24.0, smooth=False, max_gap_seconds=0.0, source="generated frames")
+        except NoPersonError:
+            h, w = frames.shape[1:3]
+            return PoseSequence.empty(len(frames), w, h)
+        return seq
+
+    return detect
 
 
 def run_detector(detector: Detector, frames: np.ndarray) -> PoseSequence:

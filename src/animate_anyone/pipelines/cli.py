@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from pathlib import Path
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -16,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--pose", help="pose-skeleton video, or a folder of pose images (file-name order)")
     src.add_argument("--driving", help="real video of a person: poses are extracted and aligned to --ref")
     p.add_argument("--no-align", action="store_true", help="with --driving: do not retarget the skeleton")
+    p.add_argument("--ref-pose", help="with --driving: reference keypoints (.json/.npz) instead of detecting them in --ref")
+    p.add_argument("--dwpose-dir", help="with --driving: extract with the DWPose ONNX models in this folder")
+    p.add_argument("--no-face", action="store_true", help="with --driving: do not draw face points in the pose maps")
+    p.add_argument("--no-hands", action="store_true", help="with --driving: do not draw hands in the pose maps")
     p.add_argument("--weights", required=True, help="weights folder (Moore, MusePose or native layout)")
     p.add_argument("--output", "-o", required=True, help="output .mp4")
     p.add_argument("--width", type=int, default=512)
@@ -67,15 +72,21 @@ def run_animate(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: output must be an .mp4 file")
     ref = read_image(args.ref)
     report_lines = []
+    if args.pose and (args.ref_pose or args.dwpose_dir or args.no_align):
+        raise InputError("--ref-pose, --dwpose-dir and --no-align only apply with --driving")
     if args.pose:
         pose_video = read_video(args.pose)
         poses, fps = pose_video.frames, pose_video.fps
     else:
-        try:
-            from ..pose import prepare_driving_pose
-        except ImportError as exc:
-            raise InputError(f"--driving needs the pose extra (pip install 'animate-anyone[pose]'): {exc}") from None
-        poses, fps, report = prepare_driving_pose(args.driving, ref, align=not args.no_align)
+        from ..pose import prepare_driving_pose
+
+        poses, fps, report = prepare_driving_pose(
+            args.driving, ref, align=not args.no_align, ref_pose=args.ref_pose,
+            backend="dwpose" if args.dwpose_dir else "mediapipe", dwpose_dir=args.dwpose_dir,
+            draw_face=not args.no_face, draw_hands=not args.no_hands, max_frames=args.num_frames,
+        )  # fmt: skip
+        for warning in report.warnings:
+            print(f"animate-anyone: warning: {warning}", file=sys.stderr)
         report_lines.append(str(report))
     num_frames = args.num_frames or len(poses)
     if num_frames > len(poses):
