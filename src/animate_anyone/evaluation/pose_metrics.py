@@ -18,7 +18,6 @@ coordinates of a ``width`` × ``height`` frame) to know where the character shou
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
