@@ -31,6 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=run_synth)
 
+    r = data_sub.add_parser(
+        "prepare",
+        help="extract poses for every video of a folder and write a training meta file (resumable)",
+        description="Real data for training (UBC Fashion, TikTok, your own videos): keypoints and pose "
+        "videos beside the meta file; videos already done are skipped (see docs/data.md).",
+    )
+    r.add_argument("video_dir", help="folder searched recursively for videos")
+    r.add_argument("-o", "--output", required=True, help="meta file to write, e.g. data/ubc_train.json")
+    r.add_argument("--split", help="value of the entries' 'split' field (e.g. train / test)")
+    r.add_argument("--no-face", action="store_true", help="leave the face out of the pose videos")
+    r.add_argument("--no-hands", action="store_true", help="leave the hands out of the pose videos")
+    r.set_defaults(func=run_prepare)
+
 
 def run_synth(args: argparse.Namespace) -> int:
     import sys
@@ -81,3 +94,14 @@ def run_synth(args: argparse.Namespace) -> int:
     print(f"wrote {total} clips ({splits['train']} train, {splits['heldout']} heldout) in "
           f"{time.perf_counter() - start:.1f} s: {meta}")
     return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare_videos
+
+    summary = prepare_videos(args.video_dir, args.output, face=not args.no_face, hands=not args.no_hands,
+                             split=args.split)
+    print(f"{summary['entries']} videos in {summary['meta']} ({summary['done']} extracted, "
+          f"{summary['skipped']} already done, {len(summary['failed'])} failed)")
+    return 0 if summary["entries"] else 2
+

@@ -236,7 +236,7 @@ def _tiny() -> ModelConfig:
             "layers_per_block": 1,
             "act_fn": "silu",
             "latent_channels": 4,
-            "norm_num_groups": 16,
+            "norm_num_groups": 4,  # >= 4 channels per group: per-channel norms would erase colour
             "sample_size": 64,
         },
     )
