@@ -30,6 +30,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 # heavy dependencies inside the handler, so `animate-anyone --help` stays fast.
 COMMAND_MODULES: list[str] = [
     "animate_anyone.pipelines.cli",
+    "animate_anyone.pipelines.reenact_cli",
     "animate_anyone.weights.cli",
     "animate_anyone.pose.cli",
     "animate_anyone.training.cli",

@@ -253,12 +253,12 @@ class AnimateAnyonePipeline:
         try:
             if use_reference:
                 with self._on_device(model.reference_unet):
-                    model.write_reference(ref_latents, embeds)
+                    self._write_reference(ref_latents, embeds, do_cfg)
             bank.cache_projections = True
             uncond_embeds = torch.zeros_like(embeds)
 
             # 3. Pose images (features are computed per window: memory does not grow with length)
-            poses = pose_pixels(pose_frames[:num_frames], width, height)  # (1, 3, F, H, W) on CPU
+            poses = self._pose_pixels(pose_frames, num_frames, width, height)  # (1, 3, F, H, W) on CPU
 
             # 4. Initial noise: the only random draw, on the CPU
             generator = torch.Generator("cpu").manual_seed(seed)
@@ -276,7 +276,7 @@ class AnimateAnyonePipeline:
             cache_pose = len(windows) == 1 or not self.offload
 
             # 6. Denoising loop
-            with self._on_device(model.denoising_unet, model.pose_guider):
+            with self._on_device(model.denoising_unet, *self._pose_modules()):
                 for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="denoising")):
                     acc = torch.zeros((2 if do_cfg else 1, 4, num_frames, h, w), device=self.device,
                                       dtype=latent_dtype if moore else torch.float32)
@@ -284,7 +284,7 @@ class AnimateAnyonePipeline:
                         if wi in pose_cache:
                             pose_features = pose_cache[wi]
                         else:
-                            pose_features = model.pose_guider(poses[:, :, window].to(self.device, self.dtype))
+                            pose_features = self._pose_features(poses, window)
                             if cache_pose:
                                 pose_cache[wi] = pose_features
                         x = latents[:, :, window].to(self.dtype)
@@ -309,6 +309,21 @@ class AnimateAnyonePipeline:
         frames = self.decode_latents(latents, decode_chunk_size)
         return AnimationOutput(frames=frames, windows=windows, timesteps=[int(t) for t in timesteps])
 
+    # ---- hooks (the face-reenactment pipeline overrides them) -----------------------------------
+    uncond_reads_reference = False  # body model: the unconditional half skips the reference
+
+    def _write_reference(self, ref_latents: torch.Tensor, embeds: torch.Tensor, do_cfg: bool) -> None:
+        self.model.write_reference(ref_latents, embeds)
+
+    def _pose_pixels(self, pose_frames, num_frames: int, width: int, height: int):
+        return pose_pixels(pose_frames[:num_frames], width, height)
+
+    def _pose_modules(self) -> tuple[torch.nn.Module, ...]:
+        return (self.model.pose_guider,)
+
+    def _pose_features(self, poses, window: list[int]) -> torch.Tensor:
+        return self.model.pose_guider(poses[:, :, window].to(self.device, self.dtype))
+
     def _predict(self, x, t, embeds, uncond_embeds, pose_features, do_cfg: bool, sequential: bool) -> torch.Tensor:
         """Model output for one window: ``(2 if do_cfg else 1, 4, f, h, w)``, uncond first."""
         unet, bank = self.model.denoising_unet, self.model.bank
@@ -322,7 +337,8 @@ class AnimateAnyonePipeline:
             cond = unet(x, t, embeds, pose_features=pose_features)
             return torch.cat([uncond, cond])
         # one batch [uncond, cond]: same pose features, zero embedding and no reference for uncond
-        bank.uncond_samples = 1
+        # (the reenactment model's uncond half reads its own bank row instead)
+        bank.uncond_samples = 0 if self.uncond_reads_reference else 1
         try:
             return unet(torch.cat([x, x]), t, torch.cat([uncond_embeds, embeds]),
                         pose_features=torch.cat([pose_features, pose_features]))

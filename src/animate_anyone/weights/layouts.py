@@ -294,3 +294,28 @@ def save_pipeline(pipe, out_dir: str | Path, dtype: torch.dtype | None = None) -
     vae.save_pretrained(out / "vae", safe_serialization=True)
     enc.save_pretrained(out / "image_encoder", safe_serialization=True)
     return out
+
+
+def load_reenact_pipeline(root: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """A :class:`ReenactPipeline` from the released face-reenactment folder (``reenact/`` beside
+    ``sd-vae-ft-mse/`` and ``image_encoder/``)."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPVisionModelWithProjection
+
+    from ..models.reenact import ReenactModel
+    from ..pipelines.pipeline_reenact import ReenactPipeline
+
+    report = inspect_weights(root)
+    if report.kind != "moore-reenact":
+        raise WeightsError(f"{report.root}: not a face-reenactment weights folder ({report.kind or 'unknown layout'}): "
+                           "expected denoising_unet.pth, reference_unet.pth, pose_guider1.pth, pose_guider2.pth")
+    if not report.usable:
+        raise WeightsError(f"{report.root}: unusable reenactment weights: {(report.problems or report.missing)[0]}")
+    model = ReenactModel(model_config_for(report))
+    moore.load_moore_reenact_model(model, report.paths["denoising_unet"].parent)
+    try:
+        vae = AutoencoderKL.from_pretrained(report.paths["vae"], local_files_only=True)
+        encoder = CLIPVisionModelWithProjection.from_pretrained(report.paths["image_encoder"], local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"cannot load VAE / image encoder: {str(exc).splitlines()[0]}") from None
+    return ReenactPipeline(model, vae, encoder).to(device, dtype)
