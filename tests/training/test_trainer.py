@@ -76,7 +76,8 @@ def _snapshot(model):
 
 
 def test_image_stage_trains_the_right_parameters(tmp_path):
-    tr = Trainer(_cfg(tmp_path, noise={"uncond_ratio": 0.0}), dataset=MovingSquares(), cpu=True)
+    tr = Trainer(_cfg(tmp_path, noise={"uncond_ratio": 0.0}, validate_every=2, validation_steps=2),
+                 dataset=MovingSquares(), cpu=True)
     before = _snapshot(tr.pipe.model)
     vae_before = _snapshot(tr.pipe.vae)
     out = tr.train()
@@ -95,6 +96,7 @@ def test_image_stage_trains_the_right_parameters(tmp_path):
     key = next(k for k in sorted(changed) if k.startswith("pose_guider."))
     torch.testing.assert_close(pipe.model.state_dict()[key], after[key])
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 3
+    assert (tmp_path / "run" / "validation" / "step-0000002.png").is_file()  # single-frame validation video
 
 
 def test_video_stage_trains_only_motion_modules(tmp_path):

@@ -66,6 +66,8 @@ class ModelSettings:
     steps: int = 20
     guidance_scale: float = 3.5
     seed: int = 42
+    context_frames: int = 24
+    context_overlap: int = 4
     device: str | None = None
 
 
@@ -189,11 +191,18 @@ def load_cases(cfg: StudyConfig) -> list[Case]:
 
 
 def default_aligner() -> Aligner:
-    """``align_pose(driving, reference_pose)`` of ``animate_anyone.pose.align`` (resolved on use)."""
+    """``align_pose(driving, reference_pose)`` of ``animate_anyone.pose.align`` (resolved on use;
+    its report is dropped)."""
     try:
-        return importlib.import_module("animate_anyone.pose.align").align_pose
+        align_pose = importlib.import_module("animate_anyone.pose.align").align_pose
     except (ImportError, AttributeError) as exc:
         raise InputError(f"pose alignment is not available ({exc})") from None
+
+    def align(driving: PoseSequence, reference: PoseSequence) -> PoseSequence:
+        out = align_pose(driving, reference)
+        return out[0] if isinstance(out, tuple) else out
+
+    return align
 
 
 def default_generator(model: ModelSettings) -> Generator:
@@ -210,7 +219,10 @@ def default_generator(model: ModelSettings) -> Generator:
 
     def generate(reference: np.ndarray, pose_maps: np.ndarray) -> np.ndarray:
         out = pipe(Image.fromarray(reference), pose_maps, width=model.width, height=model.height,
-                   num_inference_steps=model.steps, guidance_scale=model.guidance_scale, seed=model.seed, progress=False)  # fmt: skip
+                   num_inference_steps=model.steps, guidance_scale=model.guidance_scale, seed=model.seed,
+                   context_frames=min(model.context_frames, len(pose_maps)),
+                   context_overlap=min(model.context_overlap, max(min(model.context_frames, len(pose_maps)) - 1, 0)),
+                   progress=False)  # fmt: skip
         return out.to_uint8()
 
     return generate

@@ -412,6 +412,13 @@ class Trainer:
         acc.wait_for_everyone()
         return out
 
+    def _safe_validate(self) -> None:
+        """A failing validation is reported, never the end of a training run."""
+        try:
+            self.validate()
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(f"validation at step {self.step} failed: {type(exc).__name__}: {exc}", stacklevel=2)
+
     @torch.no_grad()
     def validate(self) -> Path | None:
         """Animate one training sample with the current weights; writes an mp4 and a grid PNG."""
@@ -435,7 +442,7 @@ class Trainer:
         try:
             out = self.pipe(Image.fromarray(ref), pose_u8, width=self.cfg.data.width, height=self.cfg.data.height,
                             num_inference_steps=self.cfg.validation_steps, guidance_scale=3.5, progress=False,
-                            context_frames=min(len(pose_u8), 24))
+                            context_frames=min(len(pose_u8), 24), context_overlap=min(4, len(pose_u8) - 1))
         finally:
             model.train(was_training)
         frames = out.to_uint8()
@@ -501,11 +508,11 @@ class Trainer:
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:
                 self.save_checkpoint()
             if cfg.validate_every > 0 and self.step % cfg.validate_every == 0:
-                self.validate()
+                self._safe_validate()
         bar.close()
         out = self.export()
         if cfg.validate_every >= 0:
-            self.validate()
+            self._safe_validate()
         if tb is not None:
             tb.close()
         return out
