@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from animate_anyone.cli import main
@@ -47,3 +48,30 @@ def test_prepare_rejects_empty_folder(tmp_path, capsys):
     assert main(["data", "prepare", str(tmp_path / "v"), "-o", str(tmp_path / "m.json")]) == 2
     assert "no videos found" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_prepare_face_maps_for_talking_heads(tmp_path, capsys):
+    talk = ASSETS / "talk_01.mp4"
+    if not talk.is_file():
+        pytest.skip(f"shared asset not found: {talk}")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    os.symlink(talk, videos / "talk.mp4")
+    os.symlink(ASSETS / "pose_dwpose_image_01.png", videos / "skeleton.png")  # not a video: ignored
+    meta = tmp_path / "faces.json"
+    assert main(["data", "prepare", str(videos), "-o", str(meta), "--face"]) == 0
+    (entry,) = json.loads(meta.read_text())
+    upper = read_video(tmp_path / entry["face_upper_path"]).frames
+    mouth = read_video(tmp_path / entry["face_mouth_path"]).frames
+    n = len(read_video(talk).frames)
+    assert len(upper) == len(mouth) == n
+    h = upper.shape[1]
+    assert upper[:, : int(0.5 * h)].max() > 200 and upper[:, int(0.56 * h) :].max() < 40  # blanked below 0.55 H
+    # the mouth is re-centred: its dots sit around the frame centre in every frame
+    ys, xs = np.nonzero(mouth[..., 1].max(0) > 128)
+    assert abs(xs.mean() - mouth.shape[2] / 2) < 0.15 * mouth.shape[2]
+    assert "face in" in capsys.readouterr().err
+    # resumable: the maps are part of "done"
+    (tmp_path / entry["face_mouth_path"]).unlink()
+    assert main(["data", "prepare", str(videos), "-o", str(meta), "--face"]) == 0
+    assert "1 extracted" in capsys.readouterr().out

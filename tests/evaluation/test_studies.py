@@ -80,3 +80,24 @@ def test_study_command_reports_config_errors(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
     assert main(["study", str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "out")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_study_weights_resolve_against_the_yaml_and_demo(tmp_path):
+    from pathlib import Path
+
+    from animate_anyone.demo import default_weights
+
+    cfg = parse_study({**CONFIG, "model": {"weights": "w/model"}}, root=tmp_path)
+    assert Path(cfg.model.weights) == tmp_path / "w" / "model"
+    cfg = parse_study({**CONFIG, "model": {"weights": "demo"}}, root=tmp_path)
+    assert Path(cfg.model.weights) == Path(default_weights()) and Path(cfg.model.weights).is_dir()
+
+
+def test_shipped_study_configs_parse():
+    from pathlib import Path
+
+    from animate_anyone.evaluation.studies import load_study
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml")):
+        cfg = load_study(path)
+        assert Path(cfg.model.weights).is_dir(), path

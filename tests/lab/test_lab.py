@@ -164,3 +164,34 @@ def test_synth_rejects_bad_arguments(tmp_path, capsys):
     assert "error" in capsys.readouterr().err
     with pytest.raises(ValueError, match="motion id"):
         generate_clip(1, "jump-1")
+
+
+def test_talking_head_portraits_with_face_maps(tmp_path):
+    """`data synth --framing face --motions talk`: portraits whose face fills the frame, with
+    upper-face and mouth maps that the reenactment dataset reads as two pose streams."""
+    from animate_anyone.data.datasets import FACE_POSE_FIELDS, make_dataset
+    from animate_anyone.lab.generate import generate_clip
+
+    out = tmp_path / "faces"
+    assert main(["data", "synth", "-o", str(out), "--num-characters", "2", "--clips-per-character", "1",
+                 "--frames", "12", "--size", "64", "64", "--framing", "face", "--motions", "talk", "--lossless",
+                 "--quiet"]) == 0  # fmt: skip
+    entries = json.loads((out / "meta.json").read_text())
+    assert len(entries) == 2 and all(e["motion"] == "talk" and e["framing"] == "face" for e in entries)
+    kps = load_keypoints(out / entries[0]["kps_path"])
+    face = kps.face[..., :2][kps.face[..., 2] > 0]
+    assert np.ptp(face[:, 1]) > 0.35 * 64  # the face spans a good part of the frame height
+    mouth = read_video(out / entries[0]["face_mouth_path"]).frames
+    upper = read_video(out / entries[0]["face_upper_path"]).frames
+    assert len(mouth) == len(upper) == 12 and mouth.any() and upper.any()
+    ds = make_dataset("image", out / "meta.json", 64, 64, sample_margin=2, clip_size=32, pose_fields=FACE_POSE_FIELDS)
+    item = ds.get(0, np.random.default_rng(0))
+    assert item["poses"].shape == item["poses2"].shape == (3, 64, 64)
+    assert not torch_equal(item["poses"], item["poses2"])
+    # a body-framed clip of the same character is the default and keeps the whole body in frame
+    body = generate_clip(entries[0]["character_id"], entries[0]["motion_id"], 4, 64, 64)
+    assert body.meta["framing"] == "body" and np.ptp(body.poses.face[..., 1][body.poses.face[..., 2] > 0]) < 0.3 * 64
+
+
+def torch_equal(a, b):
+    return bool((a == b).all())

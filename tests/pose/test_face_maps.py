@@ -1,9 +1,11 @@
 """Face-reenactment landmark maps: upper-face mask, mouth re-centring (non-square frames, frame 0)."""
 
 import numpy as np
+import pytest
 
 from animate_anyone.pose.face import MOUTH_68, draw_face_maps, face_maps, face_points, retarget_face
 from animate_anyone.pose.keypoints import PoseSequence
+from tests.conftest import ASSETS
 
 
 def _face_seq(t=3, w=160, h=96, shift=(0.0, 0.0)):
@@ -55,3 +57,36 @@ def test_retarget_maps_driving_face_onto_source_box():
     out = retarget_face(drv, src, 400, 300)
     np.testing.assert_allclose(out.face[0, :, :2], src[:, :2], atol=1e-3)
     assert (out.width, out.height) == (400, 300)
+
+
+@pytest.mark.parametrize("name", ["talk_01.mp4", "talk_02.mp4"])
+def test_face_found_in_talking_head_videos(name):
+    """Acceptance: the bundled face mesh finds the face in >= 95 % of the frames of real talking heads."""
+    pytest.importorskip("mediapipe")
+    from animate_anyone.pose.extract import extract_from_path
+
+    path = ASSETS / name
+    if not path.is_file():
+        pytest.skip(f"{path} not found (shared assets)")
+    seq, report = extract_from_path(path)
+    assert report.num_frames == len(seq) >= 100
+    assert report.face_detection_rate >= 0.95, report.face_summary()
+    # the 70 drawn landmarks are inside the frame where the face was found
+    pts = face_points(seq)
+    ok = pts[..., 2] >= 0.3
+    assert ok.mean() > 0.9
+    assert (pts[..., 0][ok] >= 0).all() and (pts[..., 0][ok] < seq.width).all()
+
+
+def test_face_report_counts_frames_without_a_face():
+    from animate_anyone.pose.smooth import clean_sequence
+
+    seq = _face_seq(t=7)  # a face in every frame
+    seq.face[2, :, 2] = 0.0  # frame 2: face lost
+    seq.face[3, :40, 2] = 0.0  # frame 3: 40 of 68 points lost -> not a face
+    seq.face[4, :20, 2] = 0.0  # frame 4: 48 of 68 still there -> a face
+    out, report = clean_sequence(seq, smooth=False)
+    assert report.face_missed == [2, 3]
+    assert report.face_detection_rate == pytest.approx(1 - 2 / len(seq))
+    assert "missed frames 2-3" in report.face_summary()
+    assert (out.face[2, :, 2] > 0).all()  # interpolated from the neighbours

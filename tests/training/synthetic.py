@@ -8,8 +8,8 @@ import torch
 
 
 class MovingSquares:
-    def __init__(self, n: int = 6, size: int = 64, frames: int = 1, bad: tuple[int, ...] = ()):
-        self.n, self.size, self.frames, self.bad = n, size, frames, set(bad)
+    def __init__(self, n: int = 6, size: int = 64, frames: int = 1, bad: tuple[int, ...] = (), face: bool = False):
+        self.n, self.size, self.frames, self.bad, self.face = n, size, frames, set(bad), face
 
     def __len__(self) -> int:
         return self.n
@@ -36,4 +36,9 @@ class MovingSquares:
         if self.frames == 1:
             pixels, poses = pixels[:, 0], poses[:, 0]
         clip = torch.nn.functional.interpolate(ref[None], size=(32, 32), mode="bilinear")[0]
-        return {"pixels": pixels, "poses": poses, "ref_pixels": ref, "ref_clip": clip}
+        item = {"pixels": pixels, "poses": poses, "ref_pixels": ref, "ref_clip": clip}
+        if self.face:  # face reenactment: a second map stream (the 'mouth': the square's lower half)
+            mouth = poses.clone()
+            mouth[..., : self.size // 2, :] = 0
+            item["poses2"] = mouth
+        return item

@@ -111,6 +111,44 @@ def test_video_stage_trains_only_motion_modules(tmp_path):
     assert changed and all(".motion_modules." in k for k in changed)
 
 
+def test_reenact_image_stage_trains_both_pose_guiders_and_exports(tmp_path):
+    from animate_anyone.weights.layouts import check_weights, load_reenact_pipeline
+
+    cfg = _cfg(tmp_path, model={"reenact": True}, noise={"uncond_ratio": 0.5}, max_steps=3, validate_every=3,
+               validation_steps=1)
+    tr = Trainer(cfg, dataset=MovingSquares(face=True), cpu=True)
+    assert type(tr.pipe).__name__ == "ReenactPipeline"
+    before = _snapshot(tr.pipe.model)
+    calls = []
+    real = tr.pipe.model.write_reference
+    tr.pipe.model.write_reference = lambda lat, emb: (calls.append(lat.detach().clone()), real(lat, emb))[1]
+    out = tr.train()
+    after = tr.pipe.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("pose_guider.") for k in changed) and any(k.startswith("pose_guider2.") for k in changed)
+    assert not any(".motion_modules." in k for k in changed)
+    # every step ran the reference pass; unconditional steps on an all-zero latent (architecture §13)
+    train_calls = calls[:3]  # then validation's
+    assert any(bool((c == 0).all()) for c in train_calls) and any(bool(c.abs().sum() > 0) for c in train_calls)
+    assert (tmp_path / "run" / "validation" / "step-0000003.png").is_file()
+    report = check_weights(out)
+    assert report.kind == "native-reenact" and report.usable, report.summary()
+    back = load_reenact_pipeline(out).model.state_dict()
+    key = next(k for k in sorted(changed) if k.startswith("pose_guider2."))
+    torch.testing.assert_close(back[key], after[key])
+
+
+def test_reenact_training_from_a_body_model(tmp_path):
+    body = Trainer(_cfg(tmp_path, max_steps=1), dataset=MovingSquares(), cpu=True).train()
+    cfg = _cfg(tmp_path, output_dir=str(tmp_path / "face"), model={"reenact": True, "init_from": str(body)}, max_steps=1)
+    tr = Trainer(cfg, dataset=MovingSquares(face=True), cpu=True)
+    assert torch.count_nonzero(tr.pipe.model.pose_guider2.conv_out.weight) == 0  # adds nothing at first
+    from animate_anyone.weights.layouts import load_pipeline
+
+    src = load_pipeline(body).model.pose_guider.state_dict()
+    assert all(torch.equal(v, tr.pipe.model.pose_guider.state_dict()[k]) for k, v in src.items())
+
+
 def test_bad_samples_are_skipped_and_all_bad_stops_cleanly(tmp_path):
     with pytest.warns(UserWarning, match="skipping training sample"):
         Trainer(_cfg(tmp_path), dataset=MovingSquares(bad=(1, 3)), cpu=True).train()

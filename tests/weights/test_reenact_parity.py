@@ -174,3 +174,37 @@ def test_weights_check_knows_the_reenact_layout(reenact, moore_folder, tmp_path)
         load_pipeline(root / "reenact")
     (root / "reenact" / "pose_guider2.pth").unlink()
     assert not check_weights(root / "reenact").usable
+
+
+def test_reenact_weights_convert_to_native_and_back(reenact, moore_folder, tmp_path):
+    """`weights convert` on the released reenactment layout writes a native folder (pose_guider2/
+    included) that `weights check` recognises and that loads to the same model."""
+    import shutil
+
+    from animate_anyone.weights.layouts import (
+        check_weights,
+        convert_weights,
+        load_pipeline,
+        load_reenact_pipeline,
+    )
+
+    model, folder, x, _ = reenact
+    root = tmp_path / "pretrained_weights"
+    for d in ("sd-vae-ft-mse", "image_encoder", "stable-diffusion-v1-5"):
+        shutil.copytree(moore_folder / d, root / d)
+    shutil.copytree(folder, root / "reenact")
+    out = convert_weights(root / "reenact", tmp_path / "native")
+    assert (out / "pose_guider2").is_dir()
+    report = check_weights(out)
+    assert report.kind == "native-reenact" and report.usable, report.summary()
+    with pytest.raises(WeightsError, match="reenact"):
+        load_pipeline(out)
+    back = load_reenact_pipeline(out).model
+    for name in ("denoising_unet", "reference_unet", "pose_guider", "pose_guider2"):
+        a, b = getattr(model, name).state_dict(), getattr(back, name).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    # a truncated pose_guider2 is caught by the check
+    from safetensors.torch import save_file
+
+    save_file({"conv_in.weight": torch.zeros(1)}, str(out / "pose_guider2" / "model.safetensors"))
+    assert not check_weights(out).usable

@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0, help="first character id considered")
     s.add_argument("--categories", nargs="+", choices=["human", "cartoon", "robot"], default=None,
                    help="only characters of these categories (default: all)")
+    s.add_argument("--motions", nargs="+", choices=["dance", "walk", "wave", "turn", "talk"], default=None,
+                   help="only these motion families (default: all)")
+    s.add_argument("--framing", choices=["body", "face"], default="body",
+                   help="'face': talking-head portraits with face-reenactment landmark maps (docs/data.md)")
     s.add_argument("--lossless", action="store_true",
                    help="store videos and pose videos as lossless .npz arrays instead of H.264 mp4")
     s.add_argument("--masks", action="store_true", help="also store the character masks (masks/<clip>.npz)")
@@ -42,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--split", help="value of the entries' 'split' field (e.g. train / test)")
     r.add_argument("--no-face", action="store_true", help="leave the face out of the pose videos")
     r.add_argument("--no-hands", action="store_true", help="leave the hands out of the pose videos")
+    r.add_argument("--face", action="store_true",
+                   help="talking-head videos for face reenactment: also write the upper-face and mouth "
+                        "landmark maps (face_upper/, face_mouth/); videos without a face are left out")
     r.set_defaults(func=run_prepare)
 
 
@@ -61,7 +68,8 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.fps <= 0:
         raise InputError(f"--fps must be positive, got {args.fps}")
     categories = tuple(args.categories) if args.categories else None
-    plans = list(plan_clips(args.split, args.num_characters, args.clips_per_character, args.seed, categories))
+    motions = tuple(args.motions) if args.motions else None
+    plans = list(plan_clips(args.split, args.num_characters, args.clips_per_character, args.seed, categories, motions))
     total = len(plans)
     start = time.perf_counter()
 
@@ -82,10 +90,12 @@ def run_synth(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "categories": list(categories) if categories else None,
         "lossless": args.lossless,
+        "motions": list(motions) if motions else None,
+        "framing": args.framing,
     }
     try:
         meta = write_dataset(args.output, plans, args.frames, width, height, args.fps, args.lossless, args.masks,
-                             config=config, progress=progress)
+                             framing=args.framing, config=config, progress=progress)
     except OSError as exc:
         raise InputError(f"{args.output}: cannot write ({exc.strerror or exc})") from None
     if not args.quiet:
@@ -100,7 +110,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     from .prepare import prepare_videos
 
     summary = prepare_videos(args.video_dir, args.output, face=not args.no_face, hands=not args.no_hands,
-                             split=args.split)
+                             split=args.split, face_maps=args.face)
     print(f"{summary['entries']} videos in {summary['meta']} ({summary['done']} extracted, "
           f"{summary['skipped']} already done, {len(summary['failed'])} failed)")
     return 0 if summary["entries"] else 2

@@ -12,6 +12,9 @@ absent). Videos may be mp4 (or any format PyAV reads), lossless ``.npz`` or fold
 
 * :class:`ImagePairDataset` (stage 1): a random reference frame and a target frame of the same clip
   (at least ``sample_margin`` frames apart when the clip is long enough), with the target's pose.
+* Face reenactment: ``pose_fields=FACE_POSE_FIELDS`` reads the two landmark-map videos of each
+  entry (``face_upper_path``, ``face_mouth_path``) instead of the pose video; samples then carry
+  ``poses`` (upper face) and ``poses2`` (mouth), cropped like the frames.
 * :class:`ClipDataset` (stage 2): ``num_frames`` frames evenly spread over a span of
   ``(num_frames - 1) * stride + 1`` frames (shorter clips: the whole clip, frames repeat), their
   poses, and a reference frame from anywhere in the clip.
@@ -88,6 +91,9 @@ def load_meta(meta_path: str | Path, split: str | None = None) -> list[dict]:
         e = dict(entry)
         e["video_path"] = str(root / entry["video_path"])
         e["pose_path"] = str(root / pose)
+        for key in FACE_POSE_FIELDS:  # face-reenactment maps (`data prepare --face`, the lab's faces)
+            if entry.get(key):
+                e[key] = str(root / entry[key])
         out.append(e)
     return out
 
@@ -143,6 +149,7 @@ class _ClipSource(Dataset):
         preload: bool = False,
         cache_clips: int = 0,
         seed: int = 0,
+        pose_fields: tuple[str, ...] = ("pose_path",),
     ):
         if width <= 0 or height <= 0:
             raise ValueError(f"width and height must be positive, got {width}x{height}")
@@ -152,7 +159,8 @@ class _ClipSource(Dataset):
         self.crop_scale, self.crop_ratio = tuple(crop_scale), tuple(crop_ratio)
         self.seed, self.epoch = int(seed), 0
         self.cache_clips = int(cache_clips)
-        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.pose_fields = tuple(pose_fields)
+        self._cache: OrderedDict[int, tuple[np.ndarray, list[np.ndarray]]] = OrderedDict()
         metas = list(meta) if isinstance(meta, (list, tuple)) else [meta]
         source = ", ".join(str(m) for m in metas if not isinstance(m, dict)) or "meta list"
         entries = []
@@ -165,13 +173,19 @@ class _ClipSource(Dataset):
         self.skipped: list[tuple[str, str]] = []
         self.entries: list[dict] = []
         for e in entries:
+            missing = [f for f in self.pose_fields if not e.get(f)]
+            if missing:
+                self._report(e, f"meta entry has no {missing[0]!r}")
+                continue
             try:
-                n_video, n_pose = count_frames(e["video_path"]), count_frames(e["pose_path"])
+                n_video = count_frames(e["video_path"])
+                n_poses = [count_frames(e[f]) for f in self.pose_fields]
             except InputError as exc:
                 self._report(e, str(exc))
                 continue
-            if n_video != n_pose:
-                self._report(e, f"{e['pose_path']}: pose video has {n_pose} frames, video has {n_video}")
+            bad = [(f, n) for f, n in zip(self.pose_fields, n_poses) if n != n_video]
+            if bad:
+                self._report(e, f"{e[bad[0][0]]}: pose video has {bad[0][1]} frames, video has {n_video}")
                 continue
             e["num_frames"] = n_video
             self.entries.append(e)
@@ -192,15 +206,17 @@ class _ClipSource(Dataset):
         keep = []
         for e in self.entries:
             try:
-                video, pose = read_video(e["video_path"]).frames, read_video(e["pose_path"]).frames
+                video = read_video(e["video_path"]).frames
+                poses = [read_video(e[f]).frames for f in self.pose_fields]
             except InputError as exc:
                 self._report(e, str(exc))
                 continue
-            if len(video) != len(pose):
-                self._report(e, f"{e['pose_path']}: pose video has {len(pose)} frames, video has {len(video)}")
+            bad = [(f, len(p)) for f, p in zip(self.pose_fields, poses) if len(p) != len(video)]
+            if bad:
+                self._report(e, f"{e[bad[0][0]]}: pose video has {bad[0][1]} frames, video has {len(video)}")
                 continue
             e["num_frames"] = len(video)
-            self._cache[len(keep)] = (self._fit(video), self._fit(pose))
+            self._cache[len(keep)] = (self._fit(video), [self._fit(p) for p in poses])
             keep.append(e)
         self.entries, self._bad, self.cache_clips = keep, [False] * len(keep), -1  # -1: everything cached
 
@@ -224,22 +240,30 @@ class _ClipSource(Dataset):
         return np.random.default_rng([self.seed, self.epoch, int(index)])
 
     def frames(self, index: int, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Video and pose frames ``indices`` of entry ``index`` (``[k, h, w, 3]`` uint8 each)."""
+        """Video and pose frames ``indices`` of entry ``index`` (``[k, h, w, 3]`` uint8 each; with
+        several ``pose_fields`` the second is a list, one array per field)."""
+        video, poses = self._frames(index, indices)
+        return video, (poses[0] if len(poses) == 1 else poses)
+
+    def _frames(self, index: int, indices: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         e = self.entries[index]
         if index in self._cache:
-            video, pose = self._cache[index]
+            video, poses = self._cache[index]
             if self.cache_clips > 0:
                 self._cache.move_to_end(index)
-            return video[indices], pose[indices]
+            return video[indices], [p[indices] for p in poses]
         if self.cache_clips > 0:
-            video, pose = self._fit(read_video(e["video_path"]).frames), self._fit(read_video(e["pose_path"]).frames)
-            if len(video) != len(pose) or len(video) <= int(indices.max()):
-                raise InputError(f"{e['pose_path']}: pose video has {len(pose)} frames, video has {len(video)}")
-            self._cache[index] = (video, pose)
+            video = self._fit(read_video(e["video_path"]).frames)
+            poses = [self._fit(read_video(e[f]).frames) for f in self.pose_fields]
+            for f, pose in zip(self.pose_fields, poses):
+                if len(video) != len(pose) or len(video) <= int(indices.max()):
+                    raise InputError(f"{e[f]}: pose video has {len(pose)} frames, video has {len(video)}")
+            self._cache[index] = (video, poses)
             while len(self._cache) > self.cache_clips:
                 self._cache.popitem(last=False)
-            return video[indices], pose[indices]
-        return self._fit(_read_frames(e["video_path"], indices)), self._fit(_read_frames(e["pose_path"], indices))
+            return video[indices], [p[indices] for p in poses]
+        return (self._fit(_read_frames(e["video_path"], indices)),
+                [self._fit(_read_frames(e[f], indices)) for f in self.pose_fields])
 
     def __getitem__(self, index: int) -> dict:
         n = len(self.entries)
@@ -335,15 +359,17 @@ class ImagePairDataset(_ClipSource):
 
     def sample(self, i: int, rng: np.random.Generator) -> dict:
         ref, tgt = self.pick_frames(self.entries[i]["num_frames"], rng)
-        video, pose = self.frames(i, np.array([ref, tgt]))
+        video, poses = self._frames(i, np.array([ref, tgt]))
         box = self.crop_box(video.shape[2], video.shape[1], rng)
-        return {
+        out = {
             "pixels": self.vae_input(video[1], box),
-            "poses": self.pose_input(pose[1:2], self.pose_box(box, video, pose))[:, 0],
             "ref_pixels": self.vae_input(video[0], box),
             "ref_clip": self.clip_input(video[0]),
             "index": torch.tensor(i),
         }
+        for key, pose in zip(_pose_keys(len(poses)), poses):
+            out[key] = self.pose_input(pose[1:2], self.pose_box(box, video, pose))[:, 0]
+        return out
 
 
 class ClipDataset(_ClipSource):
@@ -371,16 +397,26 @@ class ClipDataset(_ClipSource):
 
     def sample(self, i: int, rng: np.random.Generator) -> dict:
         idx, ref = self.pick_frames(self.entries[i]["num_frames"], rng)
-        video, pose = self.frames(i, np.concatenate([idx, [ref]]))
+        video, poses = self._frames(i, np.concatenate([idx, [ref]]))
         box = self.crop_box(video.shape[2], video.shape[1], rng)
         frames = torch.stack([self.vae_input(f, box) for f in video[:-1]], dim=1)  # (3, F, H, W)
-        return {
+        out = {
             "pixels": frames,
-            "poses": self.pose_input(pose[:-1], self.pose_box(box, video, pose)),
             "ref_pixels": self.vae_input(video[-1], box),
             "ref_clip": self.clip_input(video[-1]),
             "index": torch.tensor(i),
         }
+        for key, pose in zip(_pose_keys(len(poses)), poses):
+            out[key] = self.pose_input(pose[:-1], self.pose_box(box, video, pose))
+        return out
+
+
+def _pose_keys(n: int) -> list[str]:
+    """Batch keys of the pose streams: ``poses``, ``poses2``, ``poses3`` ..."""
+    return ["poses"] + [f"poses{k}" for k in range(2, n + 1)]
+
+
+FACE_POSE_FIELDS = ("face_upper_path", "face_mouth_path")
 
 
 def make_dataset(
@@ -398,11 +434,13 @@ def make_dataset(
     clip_size: int = 224,
     split: str | None = None,
     seed: int = 0,
+    pose_fields: tuple[str, ...] = ("pose_path",),
 ) -> ImagePairDataset | ClipDataset:
     """The dataset of a training stage: ``"image"`` (stage 1) and ``"vae"`` -> :class:`ImagePairDataset`,
     ``"video"`` (stage 2) -> :class:`ClipDataset` (``sample_rate`` = frame stride). ``crop_scale``
     defaults to each class's default ((0.9, 1) for images, (1, 1) for clips)."""
-    common = dict(split=split, crop_ratio=crop_ratio, clip_size=clip_size, preload=in_memory, seed=seed)
+    common = dict(split=split, crop_ratio=crop_ratio, clip_size=clip_size, preload=in_memory, seed=seed,
+                  pose_fields=tuple(pose_fields))
     if crop_scale is not None:
         common["crop_scale"] = tuple(crop_scale)
     if stage in ("image", "vae"):

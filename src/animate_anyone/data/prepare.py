@@ -4,7 +4,13 @@ Layout written next to the meta file (``OUT`` = the meta file's folder)::
 
     OUT/keypoints/<relative path>.json   exact keypoints (PoseSequence, smoothed)
     OUT/poses/<relative path>.mp4        the rendered pose video (same frame count and fps)
-    OUT/<meta name>.json                 [{"video_path", "kps_path", "pose_path", "split"?}, ...]
+    OUT/face_upper/<relative path>.mp4   with ``face_maps``: the upper-face landmark map (face reenactment)
+    OUT/face_mouth/<relative path>.mp4   with ``face_maps``: the re-centred mouth map
+    OUT/<meta name>.json                 [{"video_path", "kps_path", "pose_path", "split"?,
+                                           "face_upper_path"?, "face_mouth_path"?}, ...]
+
+With ``face_maps`` (``data prepare --face``, for talking-head videos) a video is usable only when a
+face is found in at least ``min_face_rate`` of its frames; the frames in between are interpolated.
 
 Resumable: a video whose keypoints and pose video both exist is skipped; each file is written
 atomically, and the meta file last, so an interrupted run loses at most the video in progress.
@@ -28,10 +34,12 @@ def find_videos(root: Path) -> list[Path]:
 
 
 def prepare_videos(video_dir: str | Path, meta_path: str | Path, *, face: bool = True, hands: bool = True,
-                   split: str | None = None, log: Callable[[str], None] | None = None) -> dict:
+                   split: str | None = None, face_maps: bool = False, min_face_rate: float = 0.5,
+                   log: Callable[[str], None] | None = None) -> dict:
     """Extract poses for every video under ``video_dir``; write the meta file. Returns a summary
     ``{"done": n, "skipped": n, "failed": {video: reason}}``."""
     from ..pose.extract import extract_poses
+    from ..pose.face import face_maps as draw_face_maps
     from ..pose.keypoints import save_keypoints
     from ..pose.render import render_sequence
 
@@ -48,23 +56,36 @@ def prepare_videos(video_dir: str | Path, meta_path: str | Path, *, face: bool =
         rel = video.relative_to(root)
         kps = out / "keypoints" / rel.with_suffix(".json")
         pose = out / "poses" / rel.with_suffix(".mp4")
-        if kps.is_file() and pose.is_file():
+        upper = out / "face_upper" / rel.with_suffix(".mp4")
+        mouth = out / "face_mouth" / rel.with_suffix(".mp4")
+        needed = [kps, pose] + ([upper, mouth] if face_maps else [])
+        if all(p.is_file() for p in needed):
             skipped += 1
         else:
             try:
                 clip = read_video(video)
                 seq, report = extract_poses(clip.frames, clip.fps, source=str(video))
+                if face_maps and report.face_detection_rate < min_face_rate:
+                    raise InputError(f"face found in only {report.face_detection_rate:.0%} of the frames")
                 maps = render_sequence(seq, draw_face=face, draw_hands=hands)
                 write_video(pose, maps, fps=clip.fps)
+                if face_maps:
+                    up, mo = draw_face_maps(seq)
+                    write_video(upper, up, fps=clip.fps)
+                    write_video(mouth, mo, fps=clip.fps)
                 save_keypoints(seq, kps)  # last: its presence marks the video as done
                 done += 1
-                log(f"[{n}/{len(videos)}] {rel}: {len(seq)} frames, person in {int(seq.detected.sum())}")
+                what = f"face in {len(seq) - len(report.face_missed)}" if face_maps else f"person in {int(seq.detected.sum())}"
+                log(f"[{n}/{len(videos)}] {rel}: {len(seq)} frames, {what}")
             except (InputError, OSError, ValueError) as exc:
                 failed[str(rel)] = str(exc)
                 log(f"[{n}/{len(videos)}] {rel}: skipped ({exc})")
                 continue
         entry = {"video_path": os.path.relpath(video.resolve(), out.resolve()),
                  "kps_path": os.path.relpath(kps, out), "pose_path": os.path.relpath(pose, out)}  # fmt: skip
+        if face_maps:
+            entry["face_upper_path"] = os.path.relpath(upper, out)
+            entry["face_mouth_path"] = os.path.relpath(mouth, out)
         if split:
             entry["split"] = split
         entries.append(entry)

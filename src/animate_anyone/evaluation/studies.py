@@ -5,10 +5,11 @@ A study is a YAML file whose keys are the fields of :class:`StudyConfig` (unknow
     name: scale_mismatch
     description: drive characters with motions of differently proportioned characters
     model: {weights: path/to/weights, width: 256, height: 256, steps: 20, guidance_scale: 3.5, seed: 42}
+                                 # weights: relative to the YAML file, or `demo` (the shipped model)
     cases:                       # explicit cases (paths relative to the YAML file) ...
       - {name: tall_on_short, reference: ref.png, driving: drive.json, ground_truth: gt.mp4,
          reference_pose: ref.json, category: human}
-    case_source: animate_anyone.synthetic.studies:scale_mismatch_cases   # ... or a function
+    case_source: animate_anyone.lab.studies:scale_mismatch_cases         # ... or a function
     case_options: {num_frames: 16}                                        # giving them
     conditions:
       - {name: aligned, align: true}
@@ -137,6 +138,13 @@ def parse_study(data: dict, root: Path = Path("."), source: str = "study") -> St
     data["cases"] = [_build(CaseSpec, c, f"{source}: cases[{i}]") for i, c in enumerate(data.get("cases") or [])]
     cfg = _build(StudyConfig, data, source)
     cfg.root = root
+    w = cfg.model.weights
+    if w == "demo":  # the model shipped with the package (what `animate-anyone demo` uses)
+        from ..demo import default_weights
+
+        cfg.model.weights = str(default_weights())
+    elif w and not Path(w).is_absolute():  # relative to the YAML file, like the case paths
+        cfg.model.weights = str(root / w)
     if not cfg.conditions:
         raise ConfigError(f"{source}: at least one condition is needed")
     if len({c.name for c in cfg.conditions}) != len(cfg.conditions):

@@ -62,14 +62,15 @@ def character_ids(split: str, count: int, start: int = 0, categories: tuple[str,
     return out
 
 
-def clip_motion(character_id: int, clip_index: int, split: str) -> str:
+def clip_motion(character_id: int, clip_index: int, split: str, motion_types: tuple[str, ...] | None = None) -> str:
     """The motion id of clip ``clip_index`` of a character: families rotate from clip to clip
     (starting at a family that depends on the character), the variant is drawn from the ids and
     moved to the next one of ``split`` (``"all"``: the character's own split)."""
     if split == "all":
         split = character_split(character_id)
     _check_split(split)
-    kind = MOTION_TYPES[(int(character_id) + int(clip_index)) % len(MOTION_TYPES)]
+    kinds = tuple(motion_types) if motion_types else MOTION_TYPES  # a subset keeps the same variants
+    kind = kinds[(int(character_id) + int(clip_index)) % len(kinds)]
     variant = int(stable_rng("lab-clip-motion", int(character_id), int(clip_index)).integers(NUM_VARIANTS))
     while motion_split(kind, variant) != split:
         variant = (variant + 1) % NUM_VARIANTS
@@ -88,10 +89,11 @@ class ClipPlan:
 
 
 def plan_clips(split: str, num_characters: int, clips_per_character: int, start: int = 0,
-               categories: tuple[str, ...] | None = None) -> Iterator[ClipPlan]:
+               categories: tuple[str, ...] | None = None,
+               motion_types: tuple[str, ...] | None = None) -> Iterator[ClipPlan]:
     """The clips of a data set: ``num_characters`` characters of ``split`` from id ``start``, each
     with ``clips_per_character`` clips; each clip's split is its character's."""
     for cid in character_ids(split, num_characters, start, categories):
         cs = character_split(cid)
         for k in range(clips_per_character):
-            yield ClipPlan(f"c{cid:06d}_{k:02d}", cid, clip_motion(cid, k, cs), k, cs)
+            yield ClipPlan(f"c{cid:06d}_{k:02d}", cid, clip_motion(cid, k, cs, motion_types), k, cs)

@@ -31,9 +31,11 @@ FORMAT_VERSION = 1
 
 
 def write_clip(out_dir: Path, plan: ClipPlan, num_frames: int, width: int, height: int, fps: float,
-               lossless: bool = False, masks: bool = False) -> dict:
-    """Generate one clip, write its files, return its ``meta.json`` entry."""
-    clip = generate_clip(plan.character_id, plan.motion_id, num_frames, width, height, fps, view_seed=plan.view_seed)
+               lossless: bool = False, masks: bool = False, framing: str = "body") -> dict:
+    """Generate one clip, write its files, return its ``meta.json`` entry. ``framing="face"``:
+    talking-head portraits, with the face-reenactment landmark maps (``face_upper/``, ``face_mouth/``)."""
+    clip = generate_clip(plan.character_id, plan.motion_id, num_frames, width, height, fps, view_seed=plan.view_seed,
+                         framing=framing)
     ext = "npz" if lossless else "mp4"
     video = Path("videos") / f"{plan.clip_id}.{ext}"
     pose = Path("poses") / f"{plan.clip_id}.{ext}"
@@ -59,6 +61,15 @@ def write_clip(out_dir: Path, plan: ClipPlan, num_frames: int, width: int, heigh
         "fps": fps,
         "background": clip.meta["background"],
     }
+    if framing == "face":
+        from ..pose.face import face_maps
+
+        upper, mouth = face_maps(clip.poses)
+        for key, folder, maps in (("face_upper_path", "face_upper", upper), ("face_mouth_path", "face_mouth", mouth)):
+            path = Path(folder) / f"{plan.clip_id}.{ext}"
+            write(out_dir / path, maps, fps)
+            entry[key] = path.as_posix()
+        entry["framing"] = "face"
     if masks:
         mask = Path("masks") / f"{plan.clip_id}.npz"
         with atomic_path(out_dir / mask) as tmp, open(tmp, "wb") as fh:
@@ -69,14 +80,14 @@ def write_clip(out_dir: Path, plan: ClipPlan, num_frames: int, width: int, heigh
 
 def write_dataset(out_dir: str | Path, plans: Iterable[ClipPlan], num_frames: int = 24, width: int = 128,
                   height: int = 128, fps: float = 24.0, lossless: bool = False, masks: bool = False,
-                  config: dict | None = None, progress: Callable[[int, dict], None] | None = None) -> Path:
+                  framing: str = "body", config: dict | None = None, progress: Callable[[int, dict], None] | None = None) -> Path:
     """Write every planned clip and then ``meta.json``; returns the meta file's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     start = time.perf_counter()
     for n, plan in enumerate(plans):
-        entries.append(write_clip(out_dir, plan, num_frames, width, height, fps, lossless, masks))
+        entries.append(write_clip(out_dir, plan, num_frames, width, height, fps, lossless, masks, framing))
         if progress is not None:
             progress(n + 1, entries[-1])
     cfg = {"format_version": FORMAT_VERSION, "num_clips": len(entries), "seconds": round(time.perf_counter() - start, 2)}

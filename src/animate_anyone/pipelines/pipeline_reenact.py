@@ -42,6 +42,15 @@ class ReenactPipeline(AnimateAnyonePipeline):
             torch.nn.init.normal_(model.pose_guider2.conv_out.weight, std=0.02)
         return cls(model, base.vae, base.image_encoder)
 
+    @classmethod
+    def from_pipeline(cls, pipe: AnimateAnyonePipeline) -> ReenactPipeline:
+        """A reenactment pipeline starting from a body model (e.g. to fine-tune on faces): same
+        networks, a new ``pose_guider2`` whose zero output conv adds nothing until trained."""
+        model = ReenactModel(pipe.model.config)
+        missing, unexpected = model.load_state_dict(pipe.model.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("pose_guider2.") for k in missing), (missing, unexpected)
+        return cls(model, pipe.vae, pipe.image_encoder)
+
     def __call__(self, ref_image, upper_frames, mouth_frames=None, **kwargs):  # type: ignore[override]
         if kwargs.get("sequential_cfg"):
             raise ValueError("sequential_cfg is not available for face reenactment (both halves read the bank)")

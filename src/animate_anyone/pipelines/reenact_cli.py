@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -62,11 +63,13 @@ def run_reenact(args: argparse.Namespace) -> int:
     if not (src.face[0, :, 2] >= 0.3).any():
         raise InputError(f"{args.ref}: no face found in the source image")
     try:
-        drv, _ = extract_poses(video.frames, video.fps, source=args.driving)
+        drv, report = extract_poses(video.frames, video.fps, source=args.driving)
     except NoPersonError:
         raise InputError(f"{args.driving}: no face found in the driving video") from None
-    if not (drv.face[..., 2] >= 0.3).any():
+    if len(report.face_missed) == len(drv):
         raise InputError(f"{args.driving}: no face found in the driving video")
+    if not args.quiet or report.face_missed:
+        print(report.face_summary(), file=sys.stderr)
     if not args.no_retarget:
         drv = retarget_face(drv, src.face[0], src.width, src.height)
     upper, mouth = face_maps(drv, src.width, src.height, mask_ratio=args.mask_ratio)

@@ -30,6 +30,7 @@ from .render import THRESHOLD
 MIN_CUTOFF = 1.5
 BETA = 4.0
 D_CUTOFF = 1.0
+FACE_FOUND = 0.5  # a frame has a face when at least this share of its 68 points score >= THRESHOLD
 
 
 @dataclass
@@ -43,10 +44,24 @@ class CleaningReport:
     smoothed: bool = False
     jitter_before: float | None = None
     jitter_after: float | None = None
+    face_missed: list[int] = field(default_factory=list)  # frames without a face (see FACE_FOUND)
 
     @property
     def detection_rate(self) -> float:
         return 1.0 - len(self.missed) / max(self.num_frames, 1)
+
+    @property
+    def face_detection_rate(self) -> float:
+        """Share of frames where a face was found (at least half of its 68 points scored)."""
+        return 1.0 - len(self.face_missed) / max(self.num_frames, 1)
+
+    def face_summary(self) -> str:
+        """One line for face-driven commands: where the face was missed and what was done."""
+        n = self.num_frames
+        text = f"face: found in {n - len(self.face_missed)}/{n} frames"
+        if self.face_missed:
+            text += f"; missed {_ranges(self.face_missed)} (landmarks interpolated from the neighbours)"
+        return text
 
     def __str__(self) -> str:
         text = f"pose: person found in {self.num_frames - len(self.missed)}/{self.num_frames} frames"
@@ -68,6 +83,7 @@ class CleaningReport:
         return {
             "num_frames": self.num_frames, "missed": self.missed, "filled": self.filled, "smoothed": self.smoothed,
             "jitter_before": num(self.jitter_before), "jitter_after": num(self.jitter_after),
+            "face_missed": self.face_missed,
         }  # fmt: skip
 
 
@@ -183,6 +199,8 @@ def clean_sequence(
     """Fill short gaps and smooth every part of ``seq``; returns the new sequence and a report."""
     max_gap = int(round(max(max_gap_seconds, 0.0) * seq.fps))  # 0: no filling
     report = CleaningReport(len(seq), missed=np.flatnonzero(~seq.detected).tolist())
+    face_found = (seq.face[..., 2] >= THRESHOLD).mean(axis=1) >= FACE_FOUND  # [T]
+    report.face_missed = np.flatnonzero(~face_found).tolist()
     scale = float(max(seq.width, seq.height))
     parts = {}
     for name in ("body", "hands", "face"):

@@ -24,6 +24,7 @@ class ModelSection:
     init_vae_from: str | None = None  # a diffusers VAE folder or a native layout's `vae/` (overrides init_from's)
     gradient_checkpointing: bool = False
     reset_motion_modules: bool = False  # video stage: zero the motion modules' output layers first
+    reenact: bool = False  # face reenactment: two pose guiders fed the meta's face_upper/face_mouth maps
 
 
 @dataclass

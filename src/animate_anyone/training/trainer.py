@@ -73,7 +73,9 @@ class DenoiserStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, noisy, timesteps, embeds, pose, ref_latents=None):
+    def forward(self, noisy, timesteps, embeds, pose, ref_latents=None, pose2=None):
+        if pose2 is not None:  # face reenactment: upper-face and mouth maps
+            return self.model(noisy, timesteps, embeds, pose, pose2, ref_latents=ref_latents)
         return self.model(noisy, timesteps, embeds, pose, ref_latents=ref_latents)
 
 
@@ -125,7 +127,7 @@ def trainable_parameters(stage: str, model) -> dict[str, nn.Parameter]:
     """The parameters each stage trains (everything else is frozen):
 
     * image: denoising UNet without motion modules, reference UNet except ``up_blocks.3`` (as the
-      reference implementation: its last up block only feeds the discarded output), pose guider;
+      reference implementation: its last up block only feeds the discarded output), pose guider(s);
     * video: the motion modules only.
     """
     out: dict[str, nn.Parameter] = {}
@@ -136,8 +138,10 @@ def trainable_parameters(stage: str, model) -> dict[str, nn.Parameter]:
         for n, p in model.reference_unet.named_parameters():
             if not n.startswith("up_blocks.3."):
                 out[f"reference_unet.{n}"] = p
-        for n, p in model.pose_guider.named_parameters():
-            out[f"pose_guider.{n}"] = p
+        for guider in ("pose_guider", "pose_guider2"):  # pose_guider2: face reenactment (mouth)
+            if hasattr(model, guider):
+                for n, p in getattr(model, guider).named_parameters():
+                    out[f"{guider}.{n}"] = p
     elif stage == "video":
         for n, p in model.denoising_unet.motion_parameters().items():
             out[f"denoising_unet.{n}"] = p
@@ -210,15 +214,22 @@ class Trainer:
 
         from ..models.presets import get_preset
         from ..pipelines.pipeline_animate import AnimateAnyonePipeline
+        from ..pipelines.pipeline_reenact import ReenactPipeline
 
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # initial weights are a function of the seed
         if cfg.model.init_from:
-            from ..weights.layouts import load_pipeline
+            from ..weights.layouts import inspect_weights, load_pipeline, load_reenact_pipeline
 
-            pipe = load_pipeline(cfg.model.init_from)
+            if cfg.model.reenact and inspect_weights(cfg.model.init_from).kind in ("moore-reenact", "native-reenact"):
+                pipe = load_reenact_pipeline(cfg.model.init_from)
+            else:
+                pipe = load_pipeline(cfg.model.init_from)
+                if cfg.model.reenact:  # a body model as the start; pose_guider2 starts at zero
+                    pipe = ReenactPipeline.from_pipeline(pipe)
         else:
-            pipe = AnimateAnyonePipeline.from_config(get_preset(cfg.model.preset), seed=None)
+            cls = ReenactPipeline if cfg.model.reenact else AnimateAnyonePipeline
+            pipe = cls.from_config(get_preset(cfg.model.preset), seed=None)
         if cfg.model.init_vae_from:
             try:
                 pipe.vae = AutoencoderKL.from_pretrained(cfg.model.init_vae_from, local_files_only=True)
@@ -338,17 +349,22 @@ class Trainer:
         latents = self._encode(batch["pixels"])
         b = latents.shape[0]
         pose = batch["poses"] if batch["poses"].ndim == 5 else batch["poses"].unsqueeze(2)  # (b, 3, f, H, W)
+        pose2 = batch.get("poses2")  # face reenactment: the mouth map
+        if pose2 is not None:
+            pose2 = (pose2 if pose2.ndim == 5 else pose2.unsqueeze(2)).float()
         with torch.no_grad():
             clip_in = torch.zeros_like(batch["ref_clip"]) if uncond else batch["ref_clip"]
             embeds = self.pipe.image_encoder(clip_in.to(self.pipe.image_encoder.dtype)).image_embeds.unsqueeze(1)
             ref_latents = None if uncond else self._encode(batch["ref_pixels"])[:, :, 0]
+            if uncond and self.cfg.model.reenact:  # reenactment's uncond half reads a zero-latent bank (§13)
+                ref_latents = torch.zeros_like(latents[:, :, 0])
         noise = torch.randn_like(latents)
         if cfg.noise.noise_offset:
             noise = noise + cfg.noise.noise_offset * torch.randn(b, latents.shape[1], 1, 1, 1, device=latents.device)
         timesteps = torch.randint(0, sched.config.num_train_timesteps, (b,), device=latents.device)
         noisy = sched.add_noise(latents, noise, timesteps)
         target = sched.get_velocity(latents, noise, timesteps) if cfg.noise.prediction_type == "v_prediction" else noise
-        pred = self.module(noisy, timesteps, embeds.float(), pose.float(), ref_latents=ref_latents)
+        pred = self.module(noisy, timesteps, embeds.float(), pose.float(), ref_latents=ref_latents, pose2=pose2)
         per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
         if cfg.noise.snr_gamma:
             w = min_snr_weights(sched.alphas_cumprod, timesteps, cfg.noise.snr_gamma,
@@ -431,16 +447,20 @@ class Trainer:
             return None
         to_u8 = lambda x: ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(1, 2, 0).numpy()  # noqa: E731
         ref = to_u8(item["ref_pixels"].cpu())
-        poses = item["poses"].cpu()
-        poses = poses.unsqueeze(1) if poses.ndim == 3 else poses  # (3, f, H, W)
-        pose_u8 = [(p * 255 + 0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy() for p in poses.unbind(1)]
+        def maps(key):
+            poses = item[key].cpu()
+            poses = poses.unsqueeze(1) if poses.ndim == 3 else poses  # (3, f, H, W)
+            return [(p * 255 + 0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy() for p in poses.unbind(1)]
+
+        pose_u8 = maps("poses")
+        extra = [maps("poses2")] if "poses2" in item else []  # face reenactment: the mouth maps
         model = self.pipe.model
         was_training = model.training
         model.eval()
         from PIL import Image
 
         try:
-            out = self.pipe(Image.fromarray(ref), pose_u8, width=self.cfg.data.width, height=self.cfg.data.height,
+            out = self.pipe(Image.fromarray(ref), pose_u8, *extra, width=self.cfg.data.width, height=self.cfg.data.height,
                             num_inference_steps=self.cfg.validation_steps, guidance_scale=3.5, progress=False,
                             context_frames=min(len(pose_u8), 24), context_overlap=min(4, len(pose_u8) - 1))
         finally:

@@ -107,6 +107,10 @@ def inspect_weights(root: str | Path) -> LayoutReport:
         report.paths["model.json"] = root / native.MODEL_JSON
         for name in COMPONENTS:
             _expect(report, name, root / name / native.WEIGHTS_NAME)
+        if (root / "pose_guider2").is_dir():  # a face-reenactment model trained or converted here
+            report.kind = "native-reenact"
+            _expect(report, "pose_guider2", root / "pose_guider2" / native.WEIGHTS_NAME)
+            report.notes.append("face-reenactment weights: use `animate-anyone reenact`")
         _expect(report, "vae", root / "vae", folder=True)
         _expect(report, "image_encoder", root / "image_encoder", folder=True)
         return report
@@ -156,7 +160,7 @@ def _json(path: Path) -> dict:
 
 def model_config_for(report: LayoutReport) -> ModelConfig:
     """The architecture a Moore/MusePose folder describes (UNet config, PoseGuider shapes)."""
-    if report.kind == "native":
+    if report.kind in ("native", "native-reenact"):
         return native.read_model_config(report.root)
     config = get_preset("sd15")
     if "unet_config" in report.paths:
@@ -191,8 +195,15 @@ def check_weights(root: str | Path) -> LayoutReport:
         config = model_config_for(report)
         with torch.device("meta"):
             model = AnimateAnyoneModel(config)
-        if report.kind == "native":
-            for name in COMPONENTS:
+        if report.kind in ("native", "native-reenact"):
+            names = COMPONENTS
+            if report.kind == "native-reenact":
+                from ..models.reenact import REENACT_COMPONENTS, ReenactModel
+
+                with torch.device("meta"):
+                    model = ReenactModel(config)
+                names = REENACT_COMPONENTS
+            for name in names:
                 _compare(report, name, getattr(model, name), native.load_state_dict(report.paths[name]))
         elif report.kind == "moore-reenact":
             from ..models.reenact import ReenactModel
@@ -239,7 +250,7 @@ def load_pipeline(root: str | Path, device: str | torch.device = "cpu", dtype: t
     if not report.usable:
         first = (report.problems or report.missing)[0]
         raise WeightsError(f"{report.root}: unusable weights folder ({report.kind or 'unknown layout'}): {first}")
-    if report.kind == "moore-reenact":
+    if report.kind in ("moore-reenact", "native-reenact"):
         raise WeightsError(f"{report.root}: face-reenactment weights; use `animate-anyone reenact` with them")
     config = model_config_for(report)
     if report.kind == "native":
@@ -270,7 +281,8 @@ def convert_weights(root: str | Path, out_dir: str | Path, dtype: torch.dtype | 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise WeightsError(f"{out}: already exists and is not empty")
-    pipe = load_pipeline(root)
+    kind = inspect_weights(root).kind
+    pipe = load_reenact_pipeline(root) if kind in ("moore-reenact", "native-reenact") else load_pipeline(root)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -306,13 +318,17 @@ def load_reenact_pipeline(root: str | Path, device: str | torch.device = "cpu", 
     from ..pipelines.pipeline_reenact import ReenactPipeline
 
     report = inspect_weights(root)
-    if report.kind != "moore-reenact":
+    if report.kind not in ("moore-reenact", "native-reenact"):
         raise WeightsError(f"{report.root}: not a face-reenactment weights folder ({report.kind or 'unknown layout'}): "
-                           "expected denoising_unet.pth, reference_unet.pth, pose_guider1.pth, pose_guider2.pth")
+                           "expected denoising_unet.pth, reference_unet.pth, pose_guider1.pth, pose_guider2.pth "
+                           "(or a native folder with pose_guider2/)")
     if not report.usable:
         raise WeightsError(f"{report.root}: unusable reenactment weights: {(report.problems or report.missing)[0]}")
-    model = ReenactModel(model_config_for(report))
-    moore.load_moore_reenact_model(model, report.paths["denoising_unet"].parent)
+    if report.kind == "native-reenact":
+        model = native.load_model(report.root, reenact=True)
+    else:
+        model = ReenactModel(model_config_for(report))
+        moore.load_moore_reenact_model(model, report.paths["denoising_unet"].parent)
     try:
         vae = AutoencoderKL.from_pretrained(report.paths["vae"], local_files_only=True)
         encoder = CLIPVisionModelWithProjection.from_pretrained(report.paths["image_encoder"], local_files_only=True)

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import WeightsError
-from ..models.animate_anyone import COMPONENTS, AnimateAnyoneModel
+from ..models.animate_anyone import AnimateAnyoneModel
 from ..models.presets import ModelConfig
 from .moore import load_strict
 
@@ -83,11 +83,17 @@ def read_model_config(folder: str | Path) -> ModelConfig:
     return ModelConfig.from_dict(data)
 
 
-def load_model(folder: str | Path, bank_dtype: torch.dtype | None = None) -> AnimateAnyoneModel:
-    """Build the model from ``model.json`` and load every component strictly."""
+def load_model(folder: str | Path, bank_dtype: torch.dtype | None = None, reenact: bool = False) -> AnimateAnyoneModel:
+    """Build the model from ``model.json`` and load every component strictly (``reenact``: a
+    :class:`~animate_anyone.models.reenact.ReenactModel`, with ``pose_guider2/``)."""
     folder = Path(folder)
-    model = AnimateAnyoneModel(read_model_config(folder), bank_dtype=bank_dtype)
-    for name in COMPONENTS:
+    if reenact:
+        from ..models.reenact import ReenactModel
+
+        model = ReenactModel(read_model_config(folder))
+    else:
+        model = AnimateAnyoneModel(read_model_config(folder), bank_dtype=bank_dtype)
+    for name in model.components():
         module = getattr(model, name)
         state = load_state_dict(folder / name / WEIGHTS_NAME)
         dtype = next(module.parameters()).dtype
