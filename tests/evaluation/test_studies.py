@@ -63,10 +63,15 @@ def test_run_study_compares_conditions_and_categories(tmp_path):
     assert result.by_condition_category["raw"]["human"]["psnr"] == 100.0
     assert "psnr" not in result.by_condition_category["raw"]["cartoon"]  # no ground truth for that case
     assert result.by_condition["raw"]["reference_detected"] == 1.0
+    # the detector on the ground truth: measured for the case that has one, the same in every condition
+    human = result.by_condition_category["aligned"]["human"]
+    assert human["gt_detection_rate"] == 1.0 and human["gt_pck@0.1"] == 1.0
+    assert "gt_detection_rate" not in result.by_condition_category["aligned"]["cartoon"]
     write_study_report(result, tmp_path)
     data = json.loads((tmp_path / "study.json").read_text())
     assert data["by_condition"]["aligned"]["pck@0.1"] == 1.0
     assert "| raw / human |" in (tmp_path / "study.md").read_text()
+    assert "gt_detection_rate" in (tmp_path / "study.md").read_text()
     assert (tmp_path / "plots" / "pck_at_0.05.png").is_file()
 
 

@@ -21,7 +21,10 @@ to the reference pose when the condition says so (``aligner``), renders pose map
 face/hands keypoints, calls ``generate(reference_image, pose_maps) -> frames``, and measures the
 result: against the ground truth when the case has one (common-size rule of :mod:`.videos`), pose
 fidelity against the pose it was driven with, flicker, appearance against the reference, and
-whether a pose is found in the reference at all (``reference_detected``). Scores are averaged per
+whether a pose is found in the reference at all (``reference_detected``); with ``pose`` and a ground
+truth, also the detector on the ground-truth frames themselves (``gt_detection_rate``, and
+``gt_pck@0.1`` against the case's own driving keypoints: the detector's ceiling for the character,
+the per-category detection rate of the report's study 2). Scores are averaged per
 condition and per (condition, category) and written as ``study.json``, ``study.md`` and bar plots.
 
 Every heavy part is injected, so the same runner serves the synthetic lab on CPU (its cases and the
@@ -276,6 +279,7 @@ def run_study(cfg: StudyConfig, cases: list[Case], generate: Generator, aligner:
     rows, notes = [], []
     jobs = [(cond, case) for cond in cfg.conditions for case in cases]
     ref_poses: dict[str, PoseSequence | None] = {}
+    gt_scores: dict[str, dict[str, float]] = {}  # the detector on each case's ground truth (once per case)
     for cond, case in tqdm(jobs, desc=cfg.name, unit="video", disable=not progress):
         if case.name not in ref_poses:
             rp = case.reference_pose
@@ -293,6 +297,13 @@ def run_study(cfg: StudyConfig, cases: list[Case], generate: Generator, aligner:
         frames = generate(case.reference, maps)
         scores = _scores(case, cond, frames, pose, ref_pose, cfg.metrics, detect)
         scores["reference_detected"] = float(ref_pose is not None)
+        if "pose" in cfg.metrics and case.ground_truth is not None:
+            if case.name not in gt_scores:
+                gt = np.asarray(case.ground_truth)
+                drv = case.driving.frames(slice(0, len(gt))).scaled(gt.shape[2], gt.shape[1])
+                fid = pose_fidelity(gt, drv, detect)
+                gt_scores[case.name] = {"gt_detection_rate": fid.detection_rate, "gt_pck@0.1": fid.pck[0.1]}
+            scores.update(gt_scores[case.name])
         rows.append({"condition": cond.name, "case": case.name, "category": case.category, "scores": scores})
     by_cond = {c.name: _mean([r["scores"] for r in rows if r["condition"] == c.name]) for c in cfg.conditions}
     cats = sorted({r["category"] for r in rows if r["category"]})
@@ -312,7 +323,8 @@ def write_study_report(result: StudyResult, folder: Path) -> None:
 
     cfg = result.config
     keys = [k for k in ("psnr", "ssim", "l1", "pck@0.05", "pck@0.1", "detection_rate", "flicker", "appearance",
-                        "reference_detected") if any(k in s for s in result.by_condition.values())]  # fmt: skip
+                        "reference_detected", "gt_detection_rate", "gt_pck@0.1")
+            if any(k in s for s in result.by_condition.values())]  # fmt: skip
     data = {"schema": "animate-anyone/study/1", "name": cfg.name, "description": cfg.description,
             "conditions": [dataclasses.asdict(c) for c in cfg.conditions], "model": dataclasses.asdict(cfg.model),
             "by_condition": result.by_condition, "by_condition_category": result.by_condition_category,
