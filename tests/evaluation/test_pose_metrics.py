@@ -141,3 +141,25 @@ def test_appearance_needs_a_reference_pose():
     empty = PoseSequence.empty(1, W, H)
     with pytest.raises(InputError, match="no body part"):
         P.appearance_consistency(FRAMES, driving, FRAMES[0], empty)
+
+
+def test_bundled_detector_on_ground_truth_lab_frames():
+    """With the real (bundled) detector: ground-truth frames of a human-like lab character score
+    PCK@0.1 = 1.0 against their exact keypoints, and a known shift of the keypoints (0.15 of the
+    body size) drops it. (Cartoon and robot characters are another matter: docs/studies.)"""
+    pytest.importorskip("mediapipe")
+    from animate_anyone.lab.generate import generate_clip
+    from animate_anyone.lab.split import character_ids
+
+    cid = character_ids("heldout", 1, categories=("human",))[0]
+    clip = generate_clip(cid, "wave-00001", num_frames=6, width=256, height=256)
+    truth = clip.poses
+    res = P.pose_fidelity(clip.frames, truth)  # the default detector: mediapipe
+    assert res.detection_rate == 1.0
+    assert res.pck[0.1] == 1.0 and res.pck[0.05] >= 0.9
+    shifted = truth.frames(slice(None))
+    size = P.body_size(truth.body)
+    shifted.body[..., 0] += 0.15 * size[:, None]
+    off = P.pose_fidelity(clip.frames, shifted)
+    assert off.pck[0.1] < 0.2 < res.pck[0.1]
+    assert off.mean_error_norm > res.mean_error_norm + 0.1
