@@ -10,6 +10,8 @@ Methods, all measured in this run:
 * ``model``            the model as shipped;
 * ``no-referencenet``  the same model and seed with the ReferenceNet switched off (empty bank);
 * ``copy-reference``   the reference image repeated (what a model that ignores the pose gets);
+* ``autoencoder``      the ground truth encoded and decoded by the model's autoencoder: the
+                       ceiling any denoiser working in its latent space can reach;
 * ``ground-truth``     (pose fidelity only) how well the detector does on the true frames.
 
     python benchmarks/lab_quality.py                      # the shipped demo model
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
         except Exception as exc:  # noqa: BLE001 - report and go on without pose fidelity
             print(f"pose fidelity off: {exc}", file=sys.stderr)
     pipe = load_pipeline(weights)
-    rows: dict[str, list[dict]] = {m: [] for m in ("model", "no-referencenet", "copy-reference", "ground-truth")}
+    rows: dict[str, list[dict]] = {m: [] for m in ("model", "no-referencenet", "copy-reference", "autoencoder", "ground-truth")}
     t0 = time.perf_counter()
     for i in range(args.sequences):
         ref, poses, gt, info = heldout_example(i, s["size"], s["frames"], s["gap"])
@@ -77,6 +79,7 @@ def main(argv=None) -> int:
                 "no-referencenet": pipe(Image.fromarray(ref), list(poses), use_reference=False, **kw).to_uint8(),
             }
         outs["copy-reference"] = np.repeat(ref[None], len(gt), axis=0)
+        outs["autoencoder"] = _reconstruct(pipe, gt)
         for name, frames in outs.items():
             r = frame_metrics(frames, gt)
             r["pck@0.1"] = pose_score(frames, seq, detector)
@@ -98,6 +101,14 @@ def main(argv=None) -> int:
         with open(args.json, "w") as fh:
             json.dump({"settings": s, "rows": rows}, fh, indent=1, default=float)
     return 0
+
+
+@torch.inference_mode()
+def _reconstruct(pipe, frames: np.ndarray) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]`` -> the same frames through the autoencoder (posterior mean)."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(pipe.device, pipe.vae.dtype)
+    y = torch.cat([pipe.vae.decode(pipe.vae.encode(c).latent_dist.mean).sample for c in x.split(8)])
+    return ((y.float().clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _mean(rows: list[dict], key: str) -> float:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -109,6 +110,38 @@ def test_video_stage_trains_only_motion_modules(tmp_path):
     after = tr.pipe.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(".motion_modules." in k for k in changed)
+
+
+def test_vae_stage_calibrates_the_latent_scale_and_stage1_adopts_it(tmp_path):
+    """The lab autoencoder's scaling_factor is 1/std of its latents (not SD's 0.18215), and an
+    image stage started from it trains and samples on its 16-channel latents with that scale."""
+    from animate_anyone.weights.layouts import load_pipeline
+
+    cfg = _cfg(tmp_path, stage="vae", model={"preset": "lab"}, data={"width": 64, "height": 64, "vae_crop": 32})
+    tr = Trainer(cfg, dataset=MovingSquares(), cpu=True)
+    out = tr.train()
+    vae = tr.pipe.vae.eval()
+    with torch.no_grad():  # the same 16 batches, measured independently: the spread of sampled
+        dists = [vae.encode(tr._batch(i, 0)["pixels"]).latent_dist for i in range(16)]  # latents =
+    mean, var = torch.cat([d.mean.flatten() for d in dists]), torch.cat([d.var.flatten() for d in dists])
+    expected = 1 / (mean.var() + var.mean()).sqrt().item()  # spread of the means + posterior variance
+    scale = vae.config.scaling_factor
+    assert mean.numel() == 16 * 2 * 16 * 8 * 8  # 16 batches of 2, 16 channels, 64/8 squared
+    assert abs(scale - 0.18215) > 0.1
+    assert scale == pytest.approx(expected, rel=0.02)
+    assert load_pipeline(out).model.config.vae_scaling_factor == pytest.approx(scale)
+
+    cfg1 = _cfg(tmp_path, output_dir=str(tmp_path / "s1"), model={"preset": "lab", "init_vae_from": str(out / "vae")})
+    tr1 = Trainer(cfg1, dataset=MovingSquares(), cpu=True)
+    assert tr1.pipe.model.config.vae_scaling_factor == pytest.approx(scale)
+    assert tr1._encode(MovingSquares()[0]["pixels"][None]).shape == (1, 16, 1, 8, 8)
+    pipe = load_pipeline(tr1.train())
+    ref = (MovingSquares()[0]["ref_pixels"].permute(1, 2, 0) + 1) * 127.5
+    poses = [(MovingSquares()[1]["poses"].permute(1, 2, 0) * 255).byte().numpy()] * 2
+    from PIL import Image
+
+    video = pipe(Image.fromarray(ref.byte().numpy()), poses, width=64, height=64, num_inference_steps=1, progress=False).frames
+    assert video.shape == (2, 64, 64, 3) and np.isfinite(video).all()
 
 
 def test_reenact_image_stage_trains_both_pose_guiders_and_exports(tmp_path):

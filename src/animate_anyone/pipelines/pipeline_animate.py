@@ -245,6 +245,7 @@ class AnimateAnyonePipeline:
         model, bank = self.model, self.model.bank
         latent_dtype = self.dtype if moore else torch.float32
         h, w = height // 8, width // 8
+        c = int(self.model.config.unet["in_channels"])  # latent channels (4 for SD's autoencoder)
 
         # 2. Reference: CLIP embedding and VAE latent, then the reference pass, once per video
         embeds, ref_latents = self.encode_reference(ref_image, width, height)
@@ -262,7 +263,7 @@ class AnimateAnyonePipeline:
 
             # 4. Initial noise: the only random draw, on the CPU
             generator = torch.Generator("cpu").manual_seed(seed)
-            latents = torch.randn((1, 4, num_frames, h, w), generator=generator,
+            latents = torch.randn((1, c, num_frames, h, w), generator=generator,
                                   dtype=self.dtype if moore else torch.float32)
             latents = latents.to(self.device, latent_dtype)
 
@@ -278,7 +279,7 @@ class AnimateAnyonePipeline:
             # 6. Denoising loop
             with self._on_device(model.denoising_unet, *self._pose_modules()):
                 for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="denoising")):
-                    acc = torch.zeros((2 if do_cfg else 1, 4, num_frames, h, w), device=self.device,
+                    acc = torch.zeros((2 if do_cfg else 1, c, num_frames, h, w), device=self.device,
                                       dtype=latent_dtype if moore else torch.float32)
                     for wi, window in enumerate(windows):
                         if wi in pose_cache:

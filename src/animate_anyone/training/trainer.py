@@ -235,6 +235,8 @@ class Trainer:
                 pipe.vae = AutoencoderKL.from_pretrained(cfg.model.init_vae_from, local_files_only=True)
             except (OSError, ValueError) as exc:
                 raise InputError(f"cannot load the VAE from {cfg.model.init_vae_from}: {str(exc).splitlines()[0]}") from None
+            # the autoencoder's own latent scale (SD's: 0.18215; a lab one is calibrated by its vae stage)
+            pipe.model.config.vae_scaling_factor = float(pipe.vae.config.scaling_factor)
         self.pipe = pipe
         model, vae, encoder = pipe.model, pipe.vae, pipe.image_encoder
         for module in (model, vae, encoder):
@@ -335,13 +337,13 @@ class Trainer:
 
     @torch.no_grad()
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(b, 3, [f,] H, W) in [-1, 1] -> sampled latents (b, 4, f, h, w), scaled."""
+        """(b, 3, [f,] H, W) in [-1, 1] -> sampled latents (b, c, f, h, w), scaled (c: the latent channels)."""
         vae = self.pipe.vae
         video = pixels.ndim == 5
         b = pixels.shape[0]
         x = pixels.transpose(1, 2).flatten(0, 1) if video else pixels  # (b*f, 3, H, W)
         lat = vae.encode(x.to(vae.dtype)).latent_dist.sample() * self.pipe.model.config.vae_scaling_factor
-        lat = lat.unflatten(0, (b, -1)).transpose(1, 2) if video else lat.unsqueeze(2)  # (b, 4, f, h, w)
+        lat = lat.unflatten(0, (b, -1)).transpose(1, 2) if video else lat.unsqueeze(2)  # (b, c, f, h, w)
         return lat.float()
 
     def _denoise_loss(self, batch: dict[str, torch.Tensor], uncond: bool) -> torch.Tensor:
@@ -401,6 +403,32 @@ class Trainer:
         self.accelerator.load_state(str(path))
         self.step = step
         return True
+
+    @torch.no_grad()
+    def calibrate_latent_scale(self, batches: int = 16) -> float:
+        """Set the autoencoder's ``scaling_factor`` to 1 / std of its latents on training frames.
+
+        Diffusion assumes unit-variance latents (SD's 0.18215 is this number for its autoencoder);
+        a lab autoencoder's latent spread is whatever its training made it. Deterministic: the
+        batches are those of steps 0.. ``batches - 1``.
+        """
+        vae = self.accelerator.unwrap_model(self.module)
+        was_training = vae.training
+        vae.eval()
+        sq, n = 0.0, 0
+        for i in range(batches):
+            x = self._batch(i, 0)["pixels"]
+            x = x.transpose(1, 2).flatten(0, 1) if x.ndim == 5 else x
+            lat = vae.encode(x.to(self.accelerator.device, vae.dtype)).latent_dist.sample().float()
+            sq += float((lat - lat.mean()).pow(2).sum())
+            n += lat.numel()
+        vae.train(was_training)
+        std = math.sqrt(sq / max(n, 1))
+        scale = 1.0 / max(std, 1e-6)
+        vae.register_to_config(scaling_factor=scale)
+        self.pipe.model.config.vae_scaling_factor = scale
+        self.accelerator.print(f"latent std {std:.4f}: scaling_factor set to {scale:.5f}")
+        return scale
 
     # ---- export ------------------------------------------------------------------------------
     def export(self, out: Path | None = None) -> Path:
@@ -530,6 +558,8 @@ class Trainer:
             if cfg.validate_every > 0 and self.step % cfg.validate_every == 0:
                 self._safe_validate()
         bar.close()
+        if cfg.stage == "vae":
+            self.calibrate_latent_scale()
         out = self.export()
         if cfg.validate_every >= 0:
             self._safe_validate()
