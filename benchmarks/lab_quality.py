@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from animate_anyone.demo import default_weights, demo_settings, frame_metrics, heldout_example
+from animate_anyone.pipelines import AnimationOutput
 
 
 def pose_score(frames, seq, detector):
@@ -105,10 +106,11 @@ def main(argv=None) -> int:
 
 @torch.inference_mode()
 def _reconstruct(pipe, frames: np.ndarray) -> np.ndarray:
-    """uint8 ``[T, H, W, 3]`` -> the same frames through the autoencoder (posterior mean)."""
+    """uint8 ``[T, H, W, 3]`` -> the same frames through the autoencoder: encoded (posterior mean)
+    as the pipeline encodes its reference, decoded by the pipeline's own ``decode_latents``."""
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(pipe.device, pipe.vae.dtype)
-    y = torch.cat([pipe.vae.decode(pipe.vae.encode(c).latent_dist.mean).sample for c in x.split(8)])
-    return ((y.float().clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+    latents = torch.cat([pipe.vae.encode(c).latent_dist.mean for c in x.split(8)]) * pipe.model.config.vae_scaling_factor
+    return AnimationOutput(frames=pipe.decode_latents(latents.transpose(0, 1).unsqueeze(0))).to_uint8()
 
 
 def _mean(rows: list[dict], key: str) -> float:
