@@ -410,7 +410,7 @@ class Trainer:
 
         Diffusion assumes unit-variance latents (SD's 0.18215 is this number for its autoencoder);
         a lab autoencoder's latent spread is whatever its training made it. Deterministic: the
-        batches are those of steps 0.. ``batches - 1``.
+        batches are those of steps 0.. ``batches - 1`` on every process, pooled over processes.
         """
         vae = self.accelerator.unwrap_model(self.module)
         was_training = vae.training
@@ -423,7 +423,9 @@ class Trainer:
             sq += float((lat - lat.mean()).pow(2).sum())
             n += lat.numel()
         vae.train(was_training)
-        std = math.sqrt(sq / max(n, 1))
+        # every process saw its own batches: sum over processes so they all set the same scale
+        sq, n = self.accelerator.gather(torch.tensor([[sq, float(n)]], dtype=torch.float64, device=self.accelerator.device)).sum(0).tolist()
+        std = math.sqrt(sq / max(n, 1.0))
         scale = 1.0 / max(std, 1e-6)
         vae.register_to_config(scaling_factor=scale)
         self.pipe.model.config.vae_scaling_factor = scale
