@@ -169,7 +169,7 @@ class AnimateAnyonePipeline:
                              context_frames, context_overlap, compat, self.model.config.motion_max_seq_length)
 
     def encode_reference(self, ref_image: Image.Image, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> image embedding ``(1, 1, cross_dim)`` and reference latent ``(1, 4, h, w)``."""
+        """-> image embedding ``(1, 1, cross_dim)`` and reference latent ``(1, c, h, w)`` (c: latent channels)."""
         size = self.image_encoder.config.image_size
         with self._on_device(self.image_encoder):
             pixels = clip_pixels(ref_image, size).to(self.device, self.dtype)
@@ -180,9 +180,9 @@ class AnimateAnyonePipeline:
         return embeds, latents
 
     def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8) -> np.ndarray:
-        """``(1, 4, frames, h, w)`` -> ``(frames, 8h, 8w, 3)`` float32 in [0, 1], ``chunk_size`` frames
+        """``(1, c, frames, h, w)`` -> ``(frames, 8h, 8w, 3)`` float32 in [0, 1], ``chunk_size`` frames
         per VAE call."""
-        frames = latents[0].transpose(0, 1) / self.model.config.vae_scaling_factor  # (frames, 4, h, w)
+        frames = latents[0].transpose(0, 1) / self.model.config.vae_scaling_factor  # (frames, c, h, w)
         out = []
         with self._on_device(self.vae):
             for i in range(0, frames.shape[0], max(1, chunk_size)):
