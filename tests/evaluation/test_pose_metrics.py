@@ -163,3 +163,35 @@ def test_bundled_detector_on_ground_truth_lab_frames():
     off = P.pose_fidelity(clip.frames, shifted)
     assert off.pck[0.1] < 0.2 < res.pck[0.1]
     assert off.mean_error_norm > res.mean_error_norm + 0.1
+
+
+def _with_face(seq: PoseSequence, box=(56, 20, 72, 34)) -> PoseSequence:
+    """``seq`` with 68 face points spread over ``box`` (x0, y0, x1, y1); frame 1 has no face."""
+    face = np.zeros((len(seq), 68, 3), np.float32)
+    xs, ys = np.meshgrid(np.linspace(box[0], box[2], 17), np.linspace(box[1], box[3], 4))
+    face[:, :, 0], face[:, :, 1], face[:, :, 2] = xs.ravel(), ys.ravel(), 1.0
+    face[1, :, 2] = 0.0
+    return PoseSequence(seq.body, None, face, seq.width, seq.height, fps=seq.fps)
+
+
+def test_face_region_fidelity_measures_only_the_face_box():
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8)
+    pose = _with_face(make_driving())
+    boxes = P.face_boxes(pose.face, W, H, margin=0.25)
+    assert boxes[1] is None and boxes[0] == (52, 16, 77, 39)  # 16 x 14 widened by 4 / 3.5 px per side
+    far = gt.copy()
+    far[:, 100:, :] = 255 - far[:, 100:, :]  # change the legs: the face box is untouched
+    r = P.face_region_fidelity(far, gt, pose)
+    assert r.psnr == 100.0 and r.l1 == 0.0 and r.frames == pytest.approx((T - 1) / T)
+    near = gt.copy()
+    near[:, 25:30, 60:66] = 0  # a dark patch on the face
+    r = P.face_region_fidelity(near, gt, pose)
+    assert r.l1 > 0 and r.psnr < 40 and np.isnan(r.per_frame_l1[1])
+    expected = np.abs(near[0, 16:39, 52:77].astype(float) - gt[0, 16:39, 52:77]).mean() / 255
+    assert r.per_frame_l1[0] == pytest.approx(expected)
+    # keypoints of a 2x larger frame are rescaled to the frames' size
+    big = PoseSequence(pose.body * [2, 2, 1], None, pose.face * [2, 2, 1], 2 * W, 2 * H, fps=24)
+    assert P.face_region_fidelity(near, gt, big).l1 == pytest.approx(r.l1, rel=0.2)
+    none = PoseSequence(pose.body, None, None, W, H, fps=24)
+    assert P.face_region_fidelity(near, gt, none).frames == 0.0

@@ -159,6 +159,37 @@ def test_lossless_output_is_exact(tmp_path):
     assert np.array_equal(np.load(out / e["mask_path"])["masks"], clip.masks)
 
 
+def test_pose_videos_without_face_keep_the_keypoints(tmp_path):
+    """`--no-face` / `--no-hands` change the pose video only (the face-keypoints study's twin data):
+    same frames, keypoints files with every point, pose maps without the left-out points."""
+    args = ["--num-characters", "1", "--clips-per-character", "1", "--frames", "4", "--size", "64", "64",
+            "--lossless", "--quiet", "--seed", "3", "--motions", "talk"]
+    for name, extra in (("full", []), ("noface", ["--no-face"]), ("bodyonly", ["--no-face", "--no-hands"])):
+        assert main(["data", "synth", "-o", str(tmp_path / name), *args, *extra]) == 0
+    entries = {n: json.loads((tmp_path / n / "meta.json").read_text())[0] for n in ("full", "noface", "bodyonly")}
+    read = lambda n, key: read_video(tmp_path / n / entries[n][key]).frames  # noqa: E731
+    kps = load_keypoints(tmp_path / "noface" / entries["noface"]["kps_path"])
+    assert (kps.face[..., 2] > 0).any()  # the keypoints keep the face
+    assert np.array_equal(read("full", "video_path"), read("noface", "video_path"))
+    assert np.array_equal(read("noface", "pose_path"), render_sequence(kps, draw_face=False))
+    assert np.array_equal(read("bodyonly", "pose_path"), render_sequence(kps, draw_face=False, draw_hands=False))
+    assert not np.array_equal(read("full", "pose_path"), read("noface", "pose_path"))
+    config = json.loads((tmp_path / "noface" / "lab_config.json").read_text())
+    assert config["pose_face"] is False and config["pose_hands"] is True
+
+
+def test_face_study_cases_carry_the_ground_truth_pose():
+    from animate_anyone.lab.studies import CATEGORIES as STUDY_CATEGORIES
+    from animate_anyone.lab.studies import face_cases
+
+    cases = face_cases(per_category=1, frames=4, size=64)
+    assert [c.category for c in cases] == list(STUDY_CATEGORIES)
+    for c in cases:
+        assert c.name.rsplit("_", 1)[1] in ("talk", "turn")
+        assert len(c.ground_truth_pose) == len(c.ground_truth) == 4 and c.ground_truth.shape[1:3] == (64, 64)
+        assert np.array_equal(c.ground_truth_pose.body, c.driving.body)  # driven by its own pose
+
+
 def test_synth_rejects_bad_arguments(tmp_path, capsys):
     assert main(["data", "synth", "-o", str(tmp_path), "--size", "4", "4"]) == 2
     assert "error" in capsys.readouterr().err

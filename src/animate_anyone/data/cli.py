@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--lossless", action="store_true",
                    help="store videos and pose videos as lossless .npz arrays instead of H.264 mp4")
     s.add_argument("--masks", action="store_true", help="also store the character masks (masks/<clip>.npz)")
+    s.add_argument("--no-face", action="store_true",
+                   help="leave the face keypoints out of the pose videos (the keypoints files keep them)")
+    s.add_argument("--no-hands", action="store_true",
+                   help="leave the hand keypoints out of the pose videos (the keypoints files keep them)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=run_synth)
 
@@ -92,10 +96,13 @@ def run_synth(args: argparse.Namespace) -> int:
         "lossless": args.lossless,
         "motions": list(motions) if motions else None,
         "framing": args.framing,
+        "pose_face": not args.no_face,
+        "pose_hands": not args.no_hands,
     }
     try:
         meta = write_dataset(args.output, plans, args.frames, width, height, args.fps, args.lossless, args.masks,
-                             framing=args.framing, config=config, progress=progress)
+                             framing=args.framing, config=config, progress=progress,
+                             pose_face=not args.no_face, pose_hands=not args.no_hands)
     except OSError as exc:
         raise InputError(f"{args.output}: cannot write ({exc.strerror or exc})") from None
     if not args.quiet:

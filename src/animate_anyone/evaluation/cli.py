@@ -122,13 +122,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_study_command(args: argparse.Namespace) -> int:
     from .report import atomic_directory
-    from .studies import default_generator, load_cases, load_study, run_study, write_study_report
+    from .studies import condition_generators, load_cases, load_study, run_study, write_study_report
 
     cfg = load_study(args.config)
     if args.weights:
         cfg.model.weights = args.weights
     cases = load_cases(cfg)
-    generate = default_generator(cfg.model)
+    generate = condition_generators(cfg)
     with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
         result = run_study(cfg, cases, generate, progress=not args.quiet)
         write_study_report(result, tmp)

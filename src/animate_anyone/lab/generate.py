@@ -37,11 +37,12 @@ class LabClip:
     fps: float
     meta: dict = field(default_factory=dict)
 
-    def pose_maps(self) -> np.ndarray:
-        """The pose video ``[T, H, W, 3]`` uint8 (DWPose convention, see :mod:`animate_anyone.pose.render`)."""
+    def pose_maps(self, face: bool = True, hands: bool = True) -> np.ndarray:
+        """The pose video ``[T, H, W, 3]`` uint8 (DWPose convention, see :mod:`animate_anyone.pose.render`);
+        ``face`` / ``hands``: draw those keypoints (the body is always drawn)."""
         from ..pose.render import render_sequence
 
-        return render_sequence(self.poses)
+        return render_sequence(self.poses, draw_face=face, draw_hands=hands)
 
 
 def _extent_points(ch: CharacterSpec, rig: Rig) -> tuple[np.ndarray, np.ndarray]:

@@ -31,9 +31,12 @@ FORMAT_VERSION = 1
 
 
 def write_clip(out_dir: Path, plan: ClipPlan, num_frames: int, width: int, height: int, fps: float,
-               lossless: bool = False, masks: bool = False, framing: str = "body") -> dict:
+               lossless: bool = False, masks: bool = False, framing: str = "body", pose_face: bool = True,
+               pose_hands: bool = True) -> dict:
     """Generate one clip, write its files, return its ``meta.json`` entry. ``framing="face"``:
-    talking-head portraits, with the face-reenactment landmark maps (``face_upper/``, ``face_mouth/``)."""
+    talking-head portraits, with the face-reenactment landmark maps (``face_upper/``, ``face_mouth/``).
+    ``pose_face`` / ``pose_hands``: draw those keypoints in the pose video (the keypoints file always
+    has them)."""
     clip = generate_clip(plan.character_id, plan.motion_id, num_frames, width, height, fps, view_seed=plan.view_seed,
                          framing=framing)
     ext = "npz" if lossless else "mp4"
@@ -42,7 +45,7 @@ def write_clip(out_dir: Path, plan: ClipPlan, num_frames: int, width: int, heigh
     kps = Path("keypoints") / f"{plan.clip_id}.json"
     write = write_npz_video if lossless else write_video
     write(out_dir / video, clip.frames, fps)
-    write(out_dir / pose, clip.pose_maps(), fps)
+    write(out_dir / pose, clip.pose_maps(face=pose_face, hands=pose_hands), fps)
     clip.poses.meta.update(split=plan.split, clip_id=plan.clip_id)
     save_keypoints(clip.poses, out_dir / kps)
     entry = {
@@ -80,14 +83,17 @@ def write_clip(out_dir: Path, plan: ClipPlan, num_frames: int, width: int, heigh
 
 def write_dataset(out_dir: str | Path, plans: Iterable[ClipPlan], num_frames: int = 24, width: int = 128,
                   height: int = 128, fps: float = 24.0, lossless: bool = False, masks: bool = False,
-                  framing: str = "body", config: dict | None = None, progress: Callable[[int, dict], None] | None = None) -> Path:
-    """Write every planned clip and then ``meta.json``; returns the meta file's path."""
+                  framing: str = "body", config: dict | None = None, progress: Callable[[int, dict], None] | None = None,
+                  pose_face: bool = True, pose_hands: bool = True) -> Path:
+    """Write every planned clip and then ``meta.json``; returns the meta file's path (``pose_face`` /
+    ``pose_hands``: as :func:`write_clip`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     start = time.perf_counter()
     for n, plan in enumerate(plans):
-        entries.append(write_clip(out_dir, plan, num_frames, width, height, fps, lossless, masks, framing))
+        entries.append(write_clip(out_dir, plan, num_frames, width, height, fps, lossless, masks, framing,
+                                  pose_face, pose_hands))
         if progress is not None:
             progress(n + 1, entries[-1])
     cfg = {"format_version": FORMAT_VERSION, "num_clips": len(entries), "seconds": round(time.perf_counter() - start, 2)}
