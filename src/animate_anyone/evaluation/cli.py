@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Runs a study config (see docs/evaluation.md, 'Studies'); writes "
                        "REPORT_DIR/{study.json, study.md, plots/}.")  # fmt: skip
     s.add_argument("config", help="study YAML file")
-    s.add_argument("--weights", help="weights folder (overrides model.weights of the config)")
+    s.add_argument("--weights", help="weights folder (overrides model.weights of the config; conditions with their own weights keep them)")
     s.add_argument("--overwrite", action="store_true", help="replace REPORT_DIR if it exists")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--output", "-o", required=True, help="report folder")
