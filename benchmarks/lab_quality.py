@@ -46,6 +46,9 @@ def main(argv=None) -> int:
     p.add_argument("--weights", help="model folder (default: the shipped demo model)")
     p.add_argument("--sequences", type=int, default=20)
     p.add_argument("--steps", type=int, help="DDIM steps (default: the model's demo setting)")
+    p.add_argument("--strength", type=float,
+                   help="fraction of the schedule run from the noised reference latent, for the model and "
+                        "no-referencenet rows alike (default: the model's demo setting, 1.0 = pure noise)")
     p.add_argument("--no-pose", action="store_true", help="skip pose fidelity")
     p.add_argument("--json", help="also write the per-sequence numbers here")
     args = p.parse_args(argv)
@@ -57,6 +60,8 @@ def main(argv=None) -> int:
     s = demo_settings(__import__("pathlib").Path(weights))
     if args.steps:
         s["steps"] = args.steps
+    if args.strength is not None:
+        s["strength"] = args.strength
     detector = None
     if not args.no_pose:
         try:
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
         seq = _keypoints(i, s)
         kw = dict(width=s["size"], height=s["size"], num_inference_steps=s["steps"], guidance_scale=s["guidance"],
                   seed=s["seed"], context_frames=s["context_frames"], context_overlap=s["context_overlap"],
-                  progress=False)  # fmt: skip
+                  strength=s["strength"], progress=False)  # fmt: skip
         with torch.inference_mode():
             outs = {
                 "model": pipe(Image.fromarray(ref), list(poses), **kw).to_uint8(),
@@ -91,7 +96,7 @@ def main(argv=None) -> int:
               f"SSIM model {rows['model'][-1]['ssim']:.3f} | no-ref {rows['no-referencenet'][-1]['ssim']:.3f} | "
               f"copy {rows['copy-reference'][-1]['ssim']:.3f}", flush=True)  # fmt: skip
     print(f"\n{args.sequences} held-out sequences, {s['frames']} frames at {s['size']}x{s['size']}, "
-          f"{s['steps']} steps, guidance {s['guidance']}, {time.perf_counter() - t0:.0f} s\n")
+          f"{s['steps']} steps, guidance {s['guidance']}, strength {s['strength']}, {time.perf_counter() - t0:.0f} s\n")
     print("| method | SSIM ↑ | PSNR (dB) ↑ | L1 ↓ | pose PCK@0.1 ↑ |")
     print("|---|---|---|---|---|")
     for name, rs in rows.items():

@@ -24,7 +24,7 @@ from .errors import InputError
 
 DEMO_WEIGHTS = "demo_weights"
 DEFAULT_SETTINGS = {"size": 128, "frames": 24, "gap": 8, "steps": 20, "guidance": 2.0, "context_frames": 8,
-                    "context_overlap": 2, "seed": 42}  # fmt: skip
+                    "context_overlap": 2, "seed": 42, "strength": 1.0}  # fmt: skip
 
 
 def default_weights() -> Path:
@@ -94,6 +94,7 @@ def run_demo(out_dir: str | Path, weights: str | Path | None = None, example: in
         result = pipe(Image.fromarray(ref), list(poses), width=s["size"], height=s["size"],
                       num_inference_steps=s["steps"], guidance_scale=s["guidance"], seed=s["seed"],
                       context_frames=s["context_frames"], context_overlap=s["context_overlap"],
+                      strength=s["strength"],
                       progress=progress).to_uint8()
     seconds = time.perf_counter() - t0
     metrics = {

@@ -69,13 +69,43 @@ def test_callback_sees_every_step(tiny_pipe):
 
 @pytest.mark.parametrize("kwargs", [
     dict(width=60), dict(num_frames=9), dict(num_inference_steps=0), dict(context_frames=40),
-    dict(context_overlap=24), dict(compat="bogus"),
+    dict(context_overlap=24), dict(compat="bogus"), dict(strength=0.0), dict(strength=1.5),
 ])
 def test_bad_arguments_raise(tiny_pipe, kwargs):
     ref, poses = _inputs(3)
     base = dict(width=64, height=64, num_inference_steps=1, progress=False)
     with pytest.raises(ValueError):
         tiny_pipe(ref, poses, **{**base, **kwargs})
+
+
+def test_strength_runs_the_tail_of_the_schedule_from_the_reference(tiny_pipe):
+    ref, poses = _inputs(3)
+    kw = dict(width=64, height=64, num_inference_steps=4, progress=False)
+    full = tiny_pipe(ref, poses, **kw)
+    same = tiny_pipe(ref, poses, strength=1.0, **kw)
+    np.testing.assert_array_equal(full.frames, same.frames)
+    seen = []
+    half = tiny_pipe(ref, poses, strength=0.5, callback=lambda i, t, lat: seen.append(t), **kw)
+    assert half.timesteps == [499, 249] and seen == [499, 249]
+    assert np.abs(half.frames - full.frames).max() > 1e-3
+    # the start is the reference latent noised to t=499 with the seed's noise, the same in every frame
+    start, step = [], tiny_pipe.scheduler.step
+
+    def spy(model_output, t, latents):
+        if not start:
+            start.append(latents.clone())
+        return step(model_output, t, latents)
+
+    tiny_pipe.scheduler.step = spy
+    try:
+        tiny_pipe(ref, poses, strength=0.5, **kw)
+    finally:
+        del tiny_pipe.scheduler.step  # back to the class's method
+    _, ref_latent = tiny_pipe.encode_reference(ref, 64, 64)
+    noise = torch.randn((1, 4, 3, 8, 8), generator=torch.Generator("cpu").manual_seed(42))
+    a = tiny_pipe.scheduler.alphas_cumprod[499]
+    expected = a.sqrt() * ref_latent.unsqueeze(2) + (1 - a).sqrt() * noise
+    torch.testing.assert_close(start[0], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_bank_is_released_after_call(tiny_pipe):

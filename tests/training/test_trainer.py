@@ -144,6 +144,27 @@ def test_vae_stage_calibrates_the_latent_scale_and_stage1_adopts_it(tmp_path):
     assert video.shape == (2, 64, 64, 3) and np.isfinite(video).all()
 
 
+def test_vae_decoder_only_keeps_the_latent_space(tmp_path):
+    """``vae_decoder_only`` + ``vae_latent_noise``: only the decoder side moves, the scale is kept,
+    so the result can replace ``vae/`` of a model trained on the original latents."""
+    from diffusers import AutoencoderKL
+
+    cfg = _cfg(tmp_path, stage="vae", model={"preset": "lab"}, data={"width": 64, "height": 64, "vae_crop": 32})
+    first = Trainer(cfg, dataset=MovingSquares(), cpu=True).train()
+    before = AutoencoderKL.from_pretrained(first / "vae").state_dict()
+    cfg2 = _cfg(tmp_path, stage="vae", output_dir=str(tmp_path / "dec"), max_steps=3,
+                model={"preset": "lab", "init_vae_from": str(first / "vae"), "vae_decoder_only": True,
+                       "vae_latent_noise": 1.0},
+                data={"width": 64, "height": 64, "vae_crop": 32})  # fmt: skip
+    tr = Trainer(cfg2, dataset=MovingSquares(), cpu=True)
+    assert tr.params and all(k.startswith(("decoder.", "post_quant_conv.")) for k in tr.params)
+    after_vae = AutoencoderKL.from_pretrained(tr.train() / "vae")
+    after = after_vae.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)
+    assert after_vae.config.scaling_factor == pytest.approx(AutoencoderKL.load_config(first / "vae")["scaling_factor"])
+
+
 def test_reenact_image_stage_trains_both_pose_guiders_and_exports(tmp_path):
     from animate_anyone.weights.layouts import check_weights, load_reenact_pipeline
 

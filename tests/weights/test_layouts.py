@@ -111,3 +111,24 @@ def test_convert_to_native_gives_same_video(moore_folder, tmp_path):
     ).stat().st_size * 0.6
     c = load_pipeline(half)(ref, poses, **kw)
     assert np.abs(c.frames - a.frames).max() < 0.05
+
+
+@torch.no_grad()
+def test_convert_with_a_replacement_autoencoder(moore_folder, tmp_path, capsys):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(moore_folder / "sd-vae-ft-mse")
+    for p in vae.decoder.parameters():
+        p.add_(0.01)
+    vae.save_pretrained(tmp_path / "dec")
+    out = convert_weights(moore_folder, tmp_path / "native", vae=tmp_path / "dec")
+    got = load_pipeline(out).vae.state_dict()
+    want = vae.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    vae.register_to_config(scaling_factor=0.5)
+    vae.save_pretrained(tmp_path / "other")
+    with pytest.raises(WeightsError, match="latent space"):
+        convert_weights(moore_folder, tmp_path / "n2", vae=tmp_path / "other")
+    assert main(["weights", "convert", str(moore_folder), str(tmp_path / "n3"), "--vae", str(tmp_path / "nope")]) != 0
+    assert "not a loadable autoencoder" in capsys.readouterr().err
+    assert not (tmp_path / "n2").exists() and not (tmp_path / "n3").exists()

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=25, help="DDIM steps")
     p.add_argument("--guidance-scale", type=float, default=3.5)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="fraction of the DDIM schedule to run; below 1 every frame starts from the noised "
+                        "reference latent (keeps a static background; 1.0 = pure noise, as the reference code)")
     p.add_argument("--context-frames", type=int, default=24)
     p.add_argument("--context-overlap", type=int, default=4)
     p.add_argument("--wrap-around", action="store_true", help="let the last context window wrap to the start")
@@ -96,6 +99,8 @@ def run_animate(args: argparse.Namespace) -> int:
                              args.context_frames, args.context_overlap, args.compat)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if not 0.0 < args.strength <= 1.0:
+        raise InputError(f"--strength must be in (0, 1], got {args.strength}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("fp16" if device.startswith("cuda") else "fp32")
     dtype = getattr(torch, DTYPES[dtype_name])
@@ -108,6 +113,7 @@ def run_animate(args: argparse.Namespace) -> int:
             context_frames=args.context_frames, context_overlap=args.context_overlap,
             wrap_around=True if args.wrap_around else None, compat=args.compat,
             sequential_cfg=args.sequential_cfg, decode_chunk_size=args.decode_chunk_size, progress=not args.quiet,
+            strength=args.strength,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None

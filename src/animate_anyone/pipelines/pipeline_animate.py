@@ -211,6 +211,7 @@ class AnimateAnyonePipeline:
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         progress: bool = True,
         use_reference: bool = True,
+        strength: float = 1.0,
     ) -> AnimationOutput:
         """Generate a video.
 
@@ -234,11 +235,19 @@ class AnimateAnyonePipeline:
             callback: called after every step as ``callback(step_index, timestep, latents)``.
             use_reference: ``False`` skips the ReferenceNet (empty bank: plain self-attention;
                 the CLIP embedding is still used): the ablation "without ReferenceNet features".
+            strength: fraction of the DDIM schedule to run. ``1.0`` (the reference
+                implementation's behaviour) starts every frame from pure noise; below 1 every frame
+                starts from the reference latent noised to the first of the last
+                ``round(strength * num_inference_steps)`` timesteps, and only those steps run (as
+                diffusers' image-to-image ``strength``): the static parts of the reference (a fixed
+                background) survive, at the cost of less freedom to move away from it.
         """
         # 1. Check inputs
         num_frames = len(pose_frames) if num_frames is None else num_frames
         self.check_inputs(pose_frames, width, height, num_frames, num_inference_steps, guidance_scale,
                           context_frames, context_overlap, compat)
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
         moore = compat == "moore"
         wrap = moore if wrap_around is None else wrap_around
         do_cfg = guidance_scale > 1.0
@@ -270,6 +279,11 @@ class AnimateAnyonePipeline:
             # 5. Schedules
             self.scheduler.set_timesteps(num_inference_steps, device=self.device)
             timesteps = self.scheduler.timesteps
+            if strength < 1.0:
+                run = max(1, min(num_inference_steps, round(strength * num_inference_steps)))
+                timesteps = timesteps[num_inference_steps - run:]
+                start = ref_latents.to(latents.device, latents.dtype).unsqueeze(2).expand_as(latents)
+                latents = self.scheduler.add_noise(start, latents, timesteps[:1])
             windows = uniform_windows(num_frames, context_frames, context_overlap, wrap_around=wrap)
             coverage = torch.tensor(frame_coverage(windows, num_frames), device=self.device, dtype=torch.float32)
             coverage = coverage.view(1, 1, -1, 1, 1)

@@ -25,6 +25,8 @@ class ModelSection:
     gradient_checkpointing: bool = False
     reset_motion_modules: bool = False  # video stage: zero the motion modules' output layers first
     reenact: bool = False  # face reenactment: two pose guiders fed the meta's face_upper/face_mouth maps
+    vae_decoder_only: bool = False  # vae stage: train the decoder only; the latent space (and every model on it) stays
+    vae_latent_noise: float = 0.0  # vae stage: decode latents + N(0, s^2), s ~ U(0, this) in scaled units
 
 
 @dataclass

@@ -245,6 +245,11 @@ class Trainer:
             vae.requires_grad_(True)
             vae.train()
             self.params = dict(vae.named_parameters())
+            if cfg.model.vae_decoder_only:  # the encoder keeps its latent space: models trained on it stay valid
+                vae.encoder.requires_grad_(False)
+                if vae.quant_conv is not None:
+                    vae.quant_conv.requires_grad_(False)
+                self.params = {n: p for n, p in self.params.items() if p.requires_grad}
             self.module: nn.Module = vae
         else:
             model.denoising_unet.set_motion_modules(cfg.stage == "video")
@@ -330,8 +335,19 @@ class Trainer:
             xs = torch.randint(0, x.shape[-1] - c + 1, (x.shape[0],)).tolist()
             x = torch.stack([img[:, y : y + c, xx : xx + c] for img, y, xx in zip(x, ys, xs)])
         vae = self.accelerator.unwrap_model(self.module)
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample()).sample
+        if self.cfg.model.vae_decoder_only:
+            with torch.no_grad():
+                posterior = vae.encode(x).latent_dist
+        else:
+            posterior = vae.encode(x).latent_dist
+        z = posterior.sample()
+        s = self.cfg.model.vae_latent_noise
+        if s > 0:  # a denoiser's latents are never exact: teach the decoder to tolerate their errors
+            sigma = torch.rand(z.shape[0], 1, 1, 1, device=z.device, dtype=z.dtype) * (s / vae.config.scaling_factor)
+            z = z + sigma * torch.randn_like(z)
+        recon = vae.decode(z).sample
+        if self.cfg.model.vae_decoder_only:
+            return F.l1_loss(recon, x) + F.mse_loss(recon, x)
         kl = posterior.kl().mean() / x[0].numel()
         return F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-4 * kl
 
@@ -560,7 +576,7 @@ class Trainer:
             if cfg.validate_every > 0 and self.step % cfg.validate_every == 0:
                 self._safe_validate()
         bar.close()
-        if cfg.stage == "vae":
+        if cfg.stage == "vae" and not cfg.model.vae_decoder_only:  # a frozen encoder keeps its scale
             self.calibrate_latent_scale()
         out = self.export()
         if cfg.validate_every >= 0:

@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("folder")
     v.add_argument("out")
     v.add_argument("--fp16", action="store_true", help="store the weights in float16")
+    v.add_argument("--vae", help="replace the autoencoder by this folder (same latent space, e.g. a decoder fine-tune)")
     v.set_defaults(func=run_convert)
 
 
@@ -31,6 +32,6 @@ def run_convert(args: argparse.Namespace) -> int:
 
     from ..weights.layouts import convert_weights
 
-    out = convert_weights(args.folder, args.out, dtype=torch.float16 if args.fp16 else None)
+    out = convert_weights(args.folder, args.out, dtype=torch.float16 if args.fp16 else None, vae=args.vae)
     print(f"wrote native weights to {out}")
     return 0

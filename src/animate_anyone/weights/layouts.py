@@ -272,17 +272,22 @@ def load_pipeline(root: str | Path, device: str | torch.device = "cpu", dtype: t
     return AnimateAnyonePipeline(model, vae, encoder).to(device, dtype)
 
 
-def convert_weights(root: str | Path, out_dir: str | Path, dtype: torch.dtype | None = None) -> Path:
+def convert_weights(root: str | Path, out_dir: str | Path, dtype: torch.dtype | None = None,
+                    vae: str | Path | None = None) -> Path:
     """Write any accepted layout as the native layout (optionally cast, e.g. to fp16).
 
-    The folder is written under a temporary name and renamed at the end; an existing non-empty
-    ``out_dir`` is refused.
+    ``vae``: a diffusers autoencoder folder that replaces the model's, e.g. one whose decoder was
+    fine-tuned with the encoder frozen (training ``model.vae_decoder_only``); it must share the
+    model's latent space (same latent channels and ``scaling_factor``). The folder is written
+    under a temporary name and renamed at the end; an existing non-empty ``out_dir`` is refused.
     """
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise WeightsError(f"{out}: already exists and is not empty")
     kind = inspect_weights(root).kind
     pipe = load_reenact_pipeline(root) if kind in ("moore-reenact", "native-reenact") else load_pipeline(root)
+    if vae is not None:
+        pipe.vae = _replacement_vae(vae, pipe)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -294,6 +299,21 @@ def convert_weights(root: str | Path, out_dir: str | Path, dtype: torch.dtype | 
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
+
+
+def _replacement_vae(folder: str | Path, pipe):
+    from diffusers import AutoencoderKL
+
+    try:
+        vae = AutoencoderKL.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{folder}: not a loadable autoencoder folder ({str(exc).splitlines()[0]})") from None
+    channels, want = int(vae.config.latent_channels), int(pipe.vae.config.latent_channels)
+    scale, model_scale = float(vae.config.scaling_factor), float(pipe.model.config.vae_scaling_factor)
+    if channels != want or abs(scale - model_scale) > 1e-6 * max(1.0, abs(model_scale)):
+        raise WeightsError(f"{folder}: its latent space ({channels} channels, scaling_factor {scale:.6g}) is not "
+                           f"the model's ({want} channels, {model_scale:.6g})")
+    return vae.to(dtype=next(pipe.vae.parameters()).dtype)
 
 
 def save_pipeline(pipe, out_dir: str | Path, dtype: torch.dtype | None = None) -> Path:
