@@ -69,6 +69,7 @@ def test_bad_inputs(inputs, moore_folder, tmp_path, capsys):
     _fails(_args(ref, pose, tmp_path / "empty", out), capsys, tmp_path, "unusable weights folder")
     _fails(_args(ref, pose, moore_folder, out, "--num-frames", "50"), capsys, tmp_path, "exceeds")
     _fails(_args(ref, pose, moore_folder, out, "--width", "65"), capsys, tmp_path, "multiples of 8")
+    _fails(_args(ref, pose, moore_folder, out, "--strength", "1.5"), capsys, tmp_path, "strength must be in")
     broken = tmp_path / "broken"
     shutil.copytree(moore_folder, broken)
     (broken / "pose_guider.pth").write_bytes(b"\x00" * 100)

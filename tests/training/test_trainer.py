@@ -46,6 +46,10 @@ def test_strict_config_rejects_unknown_and_mistyped_keys(tmp_path):
         config_from_dict({"data": {"width": 100}})
     with pytest.raises(ConfigError, match="expected a list of 2"):
         config_from_dict({"optim": {"betas": [0.9]}})
+    with pytest.raises(ConfigError, match="vae stage only"):
+        config_from_dict({"stage": "image", "model": {"vae_decoder_only": True}})
+    with pytest.raises(ConfigError, match="non-negative"):
+        config_from_dict({"stage": "vae", "model": {"vae_latent_noise": -0.5}})
 
 
 def test_yaml_config_overrides_and_relative_paths(tmp_path):

@@ -96,11 +96,9 @@ def run_animate(args: argparse.Namespace) -> int:
         raise InputError(f"--num-frames {num_frames} exceeds the {len(poses)} pose frames given")
     try:  # cheap checks before any weights are read
         check_call_arguments(len(poses), args.width, args.height, num_frames, args.steps, args.guidance_scale,
-                             args.context_frames, args.context_overlap, args.compat)
+                             args.context_frames, args.context_overlap, args.compat, strength=args.strength)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    if not 0.0 < args.strength <= 1.0:
-        raise InputError(f"--strength must be in (0, 1], got {args.strength}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("fp16" if device.startswith("cuda") else "fp32")
     dtype = getattr(torch, DTYPES[dtype_name])

@@ -52,7 +52,7 @@ def guidance_combine(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> 
 
 def check_call_arguments(num_pose_frames: int, width: int, height: int, num_frames: int, num_inference_steps: int,
                          guidance_scale: float, context_frames: int, context_overlap: int, compat: str,
-                         max_context: int = 32) -> None:
+                         max_context: int = 32, strength: float = 1.0) -> None:
     """Raise ``ValueError`` quoting the bad value for arguments the pipeline cannot run with."""
     if width % 8 or height % 8 or width <= 0 or height <= 0:
         raise ValueError(f"width and height must be positive multiples of 8, got {width}x{height}")
@@ -70,6 +70,8 @@ def check_call_arguments(num_pose_frames: int, width: int, height: int, num_fram
         raise ValueError(f"context_overlap must be in [0, {context_frames}), got {context_overlap}")
     if compat not in COMPAT_MODES:
         raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
 
 
 @dataclass
@@ -164,9 +166,11 @@ class AnimateAnyonePipeline:
 
     # ---- steps ------------------------------------------------------------------------------
     def check_inputs(self, pose_frames, width: int, height: int, num_frames: int, num_inference_steps: int,
-                     guidance_scale: float, context_frames: int, context_overlap: int, compat: str) -> None:
+                     guidance_scale: float, context_frames: int, context_overlap: int, compat: str,
+                     strength: float = 1.0) -> None:
         check_call_arguments(len(pose_frames), width, height, num_frames, num_inference_steps, guidance_scale,
-                             context_frames, context_overlap, compat, self.model.config.motion_max_seq_length)
+                             context_frames, context_overlap, compat, self.model.config.motion_max_seq_length,
+                             strength)
 
     def encode_reference(self, ref_image: Image.Image, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> image embedding ``(1, 1, cross_dim)`` and reference latent ``(1, c, h, w)`` (c: latent channels)."""
@@ -245,9 +249,7 @@ class AnimateAnyonePipeline:
         # 1. Check inputs
         num_frames = len(pose_frames) if num_frames is None else num_frames
         self.check_inputs(pose_frames, width, height, num_frames, num_inference_steps, guidance_scale,
-                          context_frames, context_overlap, compat)
-        if not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength must be in (0, 1], got {strength}")
+                          context_frames, context_overlap, compat, strength)
         moore = compat == "moore"
         wrap = moore if wrap_around is None else wrap_around
         do_cfg = guidance_scale > 1.0

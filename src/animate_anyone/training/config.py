@@ -96,6 +96,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1")
         if self.data.width % 8 or self.data.height % 8:
             raise ConfigError(f"data.width/height must be multiples of 8, got {self.data.width}x{self.data.height}")
+        if self.model.vae_latent_noise < 0:
+            raise ConfigError(f"model.vae_latent_noise must be non-negative, got {self.model.vae_latent_noise}")
+        if self.stage != "vae" and (self.model.vae_decoder_only or self.model.vae_latent_noise):
+            raise ConfigError("model.vae_decoder_only and model.vae_latent_noise apply to the vae stage only")
         if self.stage == "video" and not 1 <= self.data.num_frames <= 32:
             raise ConfigError("data.num_frames must be between 1 and 32 (the motion modules' position table)")
 

@@ -335,10 +335,8 @@ class Trainer:
             xs = torch.randint(0, x.shape[-1] - c + 1, (x.shape[0],)).tolist()
             x = torch.stack([img[:, y : y + c, xx : xx + c] for img, y, xx in zip(x, ys, xs)])
         vae = self.accelerator.unwrap_model(self.module)
-        if self.cfg.model.vae_decoder_only:
-            with torch.no_grad():
-                posterior = vae.encode(x).latent_dist
-        else:
+        decoder_only = self.cfg.model.vae_decoder_only  # frozen encoder: no gradient, no KL term
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not decoder_only):
             posterior = vae.encode(x).latent_dist
         z = posterior.sample()
         s = self.cfg.model.vae_latent_noise
@@ -346,10 +344,8 @@ class Trainer:
             sigma = torch.rand(z.shape[0], 1, 1, 1, device=z.device, dtype=z.dtype) * (s / vae.config.scaling_factor)
             z = z + sigma * torch.randn_like(z)
         recon = vae.decode(z).sample
-        if self.cfg.model.vae_decoder_only:
-            return F.l1_loss(recon, x) + F.mse_loss(recon, x)
-        kl = posterior.kl().mean() / x[0].numel()
-        return F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-4 * kl
+        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
+        return loss if decoder_only else loss + 1e-4 * posterior.kl().mean() / x[0].numel()
 
     @torch.no_grad()
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
