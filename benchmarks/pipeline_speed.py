@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--offload", action="store_true")
     p.add_argument("--sequential-cfg", action="store_true")
-    p.add_argument("--decode-chunk-size", type=int, default=8, help="frames per VAE decode call")
+    p.add_argument("--decode-chunk-size", type=int, default=4, help="frames per VAE decode call")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, profile one call and print its N most expensive operators")
     p.add_argument("--repeats", type=int, default=2)

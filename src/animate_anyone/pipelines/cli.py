@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--sequential-cfg", action="store_true", help="lower memory: guidance halves one after another")
     p.add_argument("--offload", action="store_true", help="lower GPU memory: components visit the GPU only when used")
-    p.add_argument("--decode-chunk-size", type=int, default=8)
+    p.add_argument("--decode-chunk-size", type=int, default=4, help="frames per VAE decode call (lower: less GPU memory)")
     p.add_argument("--fps", type=float, default=None, help="default: the pose video's frame rate")
     p.add_argument("--grid", action="store_true", help="also write OUTPUT_grid.mp4: reference | pose | result")
     p.add_argument("--save-array", help="also save the float frames (frames, height, width, 3) in [0, 1] as .npy")

@@ -211,7 +211,7 @@ class AnimateAnyonePipeline:
         wrap_around: bool | None = None,
         compat: str = "none",
         sequential_cfg: bool = False,
-        decode_chunk_size: int = 8,
+        decode_chunk_size: int = 4,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         progress: bool = True,
         use_reference: bool = True,
@@ -235,7 +235,8 @@ class AnimateAnyonePipeline:
                 model dtype, and no per-frame averaging without guidance.
             sequential_cfg: run the unconditional and conditional halves one after the other
                 (half the activation memory, same result).
-            decode_chunk_size: frames per VAE decode call.
+            decode_chunk_size: frames per VAE decode call (4: at 512×768 the 8-frame decode would
+                be the peak of the whole call on a GPU, docs/performance.md).
             callback: called after every step as ``callback(step_index, timestep, latents)``.
             use_reference: ``False`` skips the ReferenceNet (empty bank: plain self-attention;
                 the CLIP embedding is still used): the ablation "without ReferenceNet features".
