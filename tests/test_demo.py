@@ -36,7 +36,9 @@ def test_demo_writes_video_grid_and_metrics(random_tiny_weights, tmp_path, capsy
     assert main(["demo", "--weights", str(random_tiny_weights), "--out", str(out)]) == 0
     assert (out / "demo.mp4").is_file() and (out / "demo_grid.png").is_file()
     m = json.loads((out / "metrics.json").read_text())
-    assert set(m["model"]) == {"ssim", "psnr", "l1"} and m["example"]["category"] in ("human", "cartoon", "robot")
+    assert set(m["model"]) == {"ssim", "psnr", "l1", "pose_pck@0.1"} and m["example"]["category"] in ("human", "cartoon", "robot")
+    pck = m["copy_reference_baseline"]["pose_pck@0.1"]  # None only while no probe weights are shipped
+    assert pck is None or 0.0 <= pck <= 1.0
     assert "SSIM" in capsys.readouterr().out
 
 

@@ -42,19 +42,41 @@ def demo_settings(weights: Path) -> dict:
     return settings
 
 
-def heldout_example(index: int, size: int, frames: int, gap: int):
-    """(reference image, pose maps, ground-truth frames, description) of held-out example ``index``."""
+def heldout_clip(index: int, size: int, frames: int, gap: int):
+    """The lab clip of held-out example ``index`` (frame 0 is the reference) and the slice of its
+    ground-truth frames."""
     from .lab.generate import generate_clip
     from .lab.split import character_ids, clip_motion
 
     cid = character_ids("heldout", index + 1)[index]
-    motion = clip_motion(cid, 0, "heldout")
-    clip = generate_clip(cid, motion, num_frames=1 + gap + frames, width=size, height=size, view_seed=0)
-    poses = clip.pose_maps()
-    ref = clip.frames[0]
-    sl = slice(1 + gap, 1 + gap + frames)
-    info = {"character_id": cid, "category": clip.character.category, "motion": motion}
-    return ref, poses[sl], clip.frames[sl], info
+    clip = generate_clip(cid, clip_motion(cid, 0, "heldout"), num_frames=1 + gap + frames, width=size, height=size,
+                         view_seed=0)  # fmt: skip
+    return clip, slice(1 + gap, 1 + gap + frames)
+
+
+def heldout_example(index: int, size: int, frames: int, gap: int):
+    """(reference image, pose maps, ground-truth frames, description) of held-out example ``index``."""
+    clip, sl = heldout_clip(index, size, frames, gap)
+    return clip.frames[0], clip.pose_maps()[sl], clip.frames[sl], _info(clip)
+
+
+def _info(clip) -> dict:
+    return {"character_id": clip.meta["character_id"], "category": clip.character.category,
+            "motion": clip.meta["motion_id"]}  # fmt: skip
+
+
+def pose_scores(frames: np.ndarray, clip, sl: slice) -> float | None:
+    """PCK@0.1 of ``frames`` against the exact keypoints ``clip.poses[sl]``, read by the shipped lab
+    pose probe (None when its weights are missing)."""
+    from .errors import InputError
+    from .evaluation.pose_metrics import pose_fidelity
+    from .lab.pose_probe import probe_detector
+
+    try:
+        detect = probe_detector()
+    except InputError:
+        return None
+    return pose_fidelity(frames, clip.poses.frames(sl), detector=detect).pck[0.1]
 
 
 def frame_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -88,7 +110,8 @@ def run_demo(out_dir: str | Path, weights: str | Path | None = None, example: in
         s["steps"] = steps
     out = Path(out_dir)
     t0 = time.perf_counter()
-    ref, poses, gt, info = heldout_example(example, s["size"], s["frames"], s["gap"])
+    clip, sl = heldout_clip(example, s["size"], s["frames"], s["gap"])
+    ref, poses, gt, info = clip.frames[0], clip.pose_maps()[sl], clip.frames[sl], _info(clip)
     pipe = load_pipeline(weights, device=device)
     with torch.inference_mode():
         result = pipe(Image.fromarray(ref), list(poses), width=s["size"], height=s["size"],
@@ -97,11 +120,12 @@ def run_demo(out_dir: str | Path, weights: str | Path | None = None, example: in
                       strength=s["strength"],
                       progress=progress).to_uint8()
     seconds = time.perf_counter() - t0
+    copy = np.repeat(ref[None], len(gt), axis=0)
     metrics = {
         "example": info,
         "settings": s,
-        "model": frame_metrics(result, gt),
-        "copy_reference_baseline": frame_metrics(np.repeat(ref[None], len(gt), axis=0), gt),
+        "model": {**frame_metrics(result, gt), "pose_pck@0.1": pose_scores(result, clip, sl)},
+        "copy_reference_baseline": {**frame_metrics(copy, gt), "pose_pck@0.1": pose_scores(copy, clip, sl)},
         "seconds": round(seconds, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +152,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     m = run_demo(args.out, args.weights, args.example, args.steps, args.device)
     ex, model, base = m["example"], m["model"], m["copy_reference_baseline"]
     print(f"held-out {ex['category']} character {ex['character_id']}, motion {ex['motion']}: {m['seconds']} s")
-    print(f"  model:          SSIM {model['ssim']:.3f}  PSNR {model['psnr']:.2f} dB  L1 {model['l1']:.4f}")
-    print(f"  copy reference: SSIM {base['ssim']:.3f}  PSNR {base['psnr']:.2f} dB  L1 {base['l1']:.4f}")
+    for name, r in (("model:         ", model), ("copy reference:", base)):
+        pck = "" if r["pose_pck@0.1"] is None else f"  pose PCK@0.1 {r['pose_pck@0.1']:.3f}"
+        print(f"  {name} SSIM {r['ssim']:.3f}  PSNR {r['psnr']:.2f} dB  L1 {r['l1']:.4f}{pck}")
     print(f"wrote {Path(args.out) / 'demo.mp4'}, demo_grid.png and metrics.json")
     return 0

@@ -195,3 +195,44 @@ def test_face_region_fidelity_measures_only_the_face_box():
     assert P.face_region_fidelity(near, gt, big).l1 == pytest.approx(r.l1, rel=0.2)
     none = PoseSequence(pose.body, None, None, W, H, fps=24)
     assert P.face_region_fidelity(near, gt, none).frames == 0.0
+
+
+def test_mask_region_fidelity_scores_only_the_masked_pixels():
+    gt = np.full((2, 8, 8, 3), 100, np.uint8)
+    pred = gt.copy()
+    pred[:, :, 4:] = 0  # wrong on the right half only
+    mask = np.zeros((8, 8), bool)
+    mask[:, :4] = True
+    assert P.mask_region_fidelity(pred, gt, mask) == (100.0, 0.0)
+    psnr, l1 = P.mask_region_fidelity(pred, gt, ~mask)
+    assert l1 == pytest.approx(100 / 255) and psnr == pytest.approx(20 * np.log10(255 / 100))
+    per_frame = np.stack([mask, np.zeros_like(mask)])  # frame 2 has no pixel: left out
+    assert P.mask_region_fidelity(pred, gt, per_frame) == (100.0, 0.0)
+    assert all(np.isnan(P.mask_region_fidelity(pred, gt, np.zeros_like(mask))))
+    with pytest.raises(ValueError):
+        P.mask_region_fidelity(pred[:1], gt, mask)
+
+
+def test_expression_errors_separate_position_from_opening():
+    rng = np.random.default_rng(0)
+    true = np.zeros((4, 68, 3), np.float32)
+    true[..., :2] = rng.uniform(20, 100, (4, 68, 2))
+    true[..., 2] = 1
+    size = P.body_size(true)
+    same = P.expression_errors(true, true)
+    assert all(v == 0 for v in same.values())
+    moved = true.copy()
+    moved[..., 0] += 3  # the whole face shifted: positions wrong, openings right
+    e = P.expression_errors(moved, true)
+    assert e["mouth_nme"] == pytest.approx(100 * np.mean(3 / size)) and e["mouth_open_err"] == pytest.approx(0, abs=1e-4)
+    opened = true.copy()
+    opened[:, [65, 66, 67], 1] = true[:, [63, 62, 61], 1] + 10  # lower inner lip 10 px below the upper one
+    opened[:, [65, 66, 67], 0] = true[:, [63, 62, 61], 0]
+    shut = opened.copy()
+    shut[:, [65, 66, 67], 1] -= 10  # the mouth closed
+    e = P.expression_errors(shut, opened)
+    assert e["mouth_open_err"] == pytest.approx(100 * np.mean(10 / P.body_size(opened)), rel=1e-4)
+    assert e["eyes_open_err"] == 0
+    missing = true.copy()
+    missing[..., 2] = 0  # nothing detected
+    assert all(np.isnan(v) for v in P.expression_errors(missing, true).values())

@@ -38,6 +38,10 @@ def test_study_config_is_strict():
         parse_study({k: v for k, v in CONFIG.items() if k != "case_source"})
     with pytest.raises(ConfigError, match="unknown metric"):
         parse_study({**CONFIG, "metrics": ["fvd"]})
+    assert parse_study(CONFIG).detector == "mediapipe"
+    assert parse_study({**CONFIG, "detector": "lab-probe"}).detector == "lab-probe"
+    with pytest.raises(ConfigError, match="unknown detector 'openpose'"):
+        parse_study({**CONFIG, "detector": "openpose"})
 
 
 def test_run_study_compares_conditions_and_categories(tmp_path):

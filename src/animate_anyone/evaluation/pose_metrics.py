@@ -14,6 +14,10 @@ coordinates of a ``width`` × ``height`` frame) to know where the character shou
 * **Appearance consistency** is the Hellinger distance between (soft-binned) colour histograms of body parts
   (head, torso, arms, legs; regions drawn from the keypoints) in each generated frame and in the
   reference image (regions drawn from the reference's own keypoints). 0 = same colours.
+* **Mask-region fidelity** (:func:`mask_region_fidelity`) is PSNR and L1 over the pixels of given
+  masks (e.g. where the character is in the ground truth or the reference).
+* **Expression errors** (:func:`expression_errors`) compare detected face landmarks with the driving
+  ones: mouth / eye point distances and opening errors, in % of the face size.
 * **Face-region fidelity** is PSNR and L1 against the ground truth inside the face box only: the
   bounding box of the ground truth's face keypoints found in that frame, widened by ``margin`` of
   its size on every side (frames without face points are left out). Whole-frame metrics hardly
@@ -397,3 +401,59 @@ def face_region_fidelity(frames: np.ndarray, ground_truth: np.ndarray, gt_pose: 
     if not found.any():
         return FaceRegion(math.nan, math.nan, 0.0, l1)
     return FaceRegion(float(db[found].mean()), float(l1[found].mean()), float(found.mean()), l1)
+
+
+def mask_region_fidelity(frames: np.ndarray, ground_truth: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
+    """(PSNR in dB, L1 in [0, 1]) of uint8 ``frames`` against ``ground_truth`` (both ``(T, h, w, 3)``)
+    over the pixels where boolean ``masks`` ``(T, h, w)`` (or one ``(h, w)`` mask for all frames) is
+    set, per frame, then averaged over the frames with at least one pixel (NaN when none has).
+    For where a character is: whole-frame scores are dominated by a static background."""
+    if frames.shape != ground_truth.shape:
+        raise ValueError(f"frames {frames.shape} and ground truth {ground_truth.shape} differ")
+    masks = np.broadcast_to(np.asarray(masks, bool), frames.shape[:3])
+    db, err = [], []
+    for t in range(len(frames)):
+        m = masks[t]
+        if not m.any():
+            continue
+        d = frames[t][m].astype(np.float64) / 255.0 - ground_truth[t][m].astype(np.float64) / 255.0
+        mse = float((d**2).mean())
+        db.append(100.0 if mse == 0 else min(100.0, 10.0 * math.log10(1.0 / mse)))
+        err.append(float(np.abs(d).mean()))
+    return (float(np.mean(db)), float(np.mean(err))) if db else (math.nan, math.nan)
+
+
+MOUTH_POINTS, EYE_POINTS = slice(48, 68), slice(36, 48)  # iBUG-68
+MOUTH_GAPS = ((61, 67), (62, 66), (63, 65))  # inner lips, upper -> lower
+EYE_GAPS = ((37, 41), (38, 40), (43, 47), (44, 46))  # upper -> lower eyelid
+
+
+def _gap(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(x[:, a, :2] - x[:, b, :2], axis=-1).mean(1)
+
+
+def expression_errors(pred: np.ndarray, true: np.ndarray, min_score: float = MIN_SCORE) -> dict[str, float]:
+    """Face-reenactment landmark errors of detected face landmarks ``pred`` against the driving ones
+    ``true`` (both ``(T, 68, 3)`` iBUG-68, same pixel frame), in % of the face size (per frame, the
+    diagonal of the box around the true landmarks with score ≥ ``min_score``):
+
+    * ``mouth_nme`` / ``eyes_nme``: mean distance of the mouth (48-67) / eye (36-47) points found in
+      both (the average keypoint distance of the reenactment literature);
+    * ``mouth_open_err`` / ``eyes_open_err``: error of the opening, the mean inner-lip / eyelid gap,
+      over frames where all those points are found in both: expression alone, head position aside.
+
+    NaN where nothing could be compared."""
+    size = body_size(true, min_score)
+    out = {}
+    for name, part, gaps in (("mouth", MOUTH_POINTS, MOUTH_GAPS), ("eyes", EYE_POINTS, EYE_GAPS)):
+        ok = (true[:, part, 2] >= min_score) & (pred[:, part, 2] >= min_score) & np.isfinite(size)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dist = np.linalg.norm(pred[:, part, :2] - true[:, part, :2], axis=-1) / size[:, None]
+        out[f"{name}_nme"] = 100 * float(dist[ok].mean()) if ok.any() else math.nan
+        a, b = np.array(gaps).T
+        seen = (true[:, a, 2] >= min_score).all(1) & (true[:, b, 2] >= min_score).all(1)
+        seen &= (pred[:, a, 2] >= min_score).all(1) & (pred[:, b, 2] >= min_score).all(1) & np.isfinite(size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err = np.abs(_gap(pred, a, b) - _gap(true, a, b)) / size
+        out[f"{name}_open_err"] = 100 * float(err[seen].mean()) if seen.any() else math.nan
+    return out

@@ -16,6 +16,7 @@ A study is a YAML file whose keys are the fields of :class:`StudyConfig` (unknow
       - {name: raw, align: false}
       # - {name: body-only, face: false, weights: path/to/other}  # a condition may use other weights
     metrics: [psnr, ssim, pose, flicker, appearance, face]
+    detector: mediapipe          # or lab-probe (lab characters only: animate_anyone.lab.pose_probe)
 
 For each case and condition the runner (:func:`run_study`) takes the driving keypoints, aligns them
 to the reference pose when the condition says so (``aligner``), renders pose maps with or without
@@ -67,6 +68,17 @@ from .videos import bring_to_common
 Generator = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (reference (h, w, 3), pose maps (t, h, w, 3)) -> frames
 Aligner = Callable[[PoseSequence, PoseSequence], PoseSequence]  # (driving, reference pose) -> aligned driving
 STUDY_METRICS = ("psnr", "ssim", "l1", "pose", "flicker", "appearance", "face")
+STUDY_DETECTORS = ("mediapipe", "lab-probe")
+
+
+def study_detector(name: str) -> Detector:
+    """The detector a study names: ``mediapipe`` (the bundled general-purpose extractor) or
+    ``lab-probe`` (:mod:`animate_anyone.lab.pose_probe`, trained on lab characters only)."""
+    if name == "lab-probe":
+        from ..lab.pose_probe import probe_detector
+
+        return probe_detector()
+    return default_detector()
 
 
 @dataclass
@@ -125,6 +137,7 @@ class StudyConfig:
     case_source: str | None = None  # "package.module:function" returning list[Case]
     case_options: dict = field(default_factory=dict)
     metrics: list[str] = field(default_factory=lambda: list(STUDY_METRICS))
+    detector: str = "mediapipe"  # pose detector of the pose / appearance metrics: mediapipe or lab-probe
     root: Path = Path(".")  # folder the relative paths are resolved against (the YAML's)
 
 
@@ -160,6 +173,8 @@ def parse_study(data: dict, root: Path = Path("."), source: str = "study") -> St
         raise ConfigError(f"{source}: condition names must be unique")
     if bool(cfg.cases) == bool(cfg.case_source):
         raise ConfigError(f"{source}: give either 'cases' or 'case_source'")
+    if cfg.detector not in STUDY_DETECTORS:
+        raise ConfigError(f"{source}: unknown detector {cfg.detector!r}; choose from {', '.join(STUDY_DETECTORS)}")
     bad = sorted(set(cfg.metrics) - set(STUDY_METRICS))
     if bad:
         raise ConfigError(f"{source}: unknown metric(s) {', '.join(bad)}; choose from {', '.join(STUDY_METRICS)}")
@@ -315,7 +330,7 @@ def run_study(cfg: StudyConfig, cases: list[Case], generate: Generator | dict[st
 
     from ..pose.render import render_sequence
 
-    detect = detector or (default_detector() if {"pose", "appearance"} & set(cfg.metrics) else None)
+    detect = detector or (study_detector(cfg.detector) if {"pose", "appearance"} & set(cfg.metrics) else None)
     rows, notes = [], []
     jobs = [(cond, case) for cond in cfg.conditions for case in cases]
     ref_poses: dict[str, PoseSequence | None] = {}
