@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -43,6 +44,7 @@ from animate_anyone.models.reference_attention import (
     spatial_self_attention_paths,
 )
 from animate_anyone.pipelines import AnimateAnyonePipeline
+from animate_anyone.pipelines.pipeline_animate import prefer_expandable_segments
 
 MOORE_CPU_BASELINE_S = {(128, 128): 4.3, (256, 256): 26.6}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -160,6 +162,7 @@ def time_calls(pipe, ref, poses, kwargs, args) -> dict:
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mib(),
         "reserved_mib": torch.cuda.max_memory_reserved() / 2**20 if cuda else float("nan"),
         "memory": "GPU allocated" if cuda else "process RSS",
+        "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""),
     }  # fmt: skip
 
 
@@ -213,7 +216,12 @@ def main(argv=None) -> int:
     p.add_argument("--memory-limit-gib", type=float, default=0.0,
                    help="cap the CUDA allocator at this many GiB (e.g. 12 for a 12 GB card)")
     p.add_argument("--json", help="append the rows to this JSON-lines file")
+    p.add_argument("--allocator", choices=["animate", "torch"], default="animate",
+                   help="CUDA allocator settings: as `animate` runs (expandable segments unless "
+                        "PYTORCH_CUDA_ALLOC_CONF is set) or PyTorch's defaults")
     args = p.parse_args(argv)
+    if args.allocator == "animate":
+        prefer_expandable_segments()
     args.sizes = args.sizes or [(128, 128), (256, 256)]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'CPU'}", flush=True)

@@ -1,6 +1,8 @@
 """AnimateAnyonePipeline: behaviour on the tiny preset and agreement with a literal restatement of
 the reference implementation's long pipeline (architecture.md §7-§10) on the fixture weights."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -195,3 +197,14 @@ def test_sd15_preset_end_to_end_on_cpu():
     out = pipe(ref, poses, width=64, height=64, num_inference_steps=1, progress=False)
     assert out.frames.shape == (2, 64, 64, 3)
     assert np.isfinite(out.frames).all() and 0 <= out.frames.min() and out.frames.max() <= 1
+
+
+def test_animate_prefers_expandable_segments_but_keeps_the_users_setting(monkeypatch):
+    from animate_anyone.pipelines.pipeline_animate import prefer_expandable_segments
+
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    prefer_expandable_segments()
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
+    prefer_expandable_segments()
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"

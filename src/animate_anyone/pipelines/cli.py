@@ -68,8 +68,9 @@ def run_animate(args: argparse.Namespace) -> int:
     from ..data.video_io import atomic_path, read_image, read_video, write_video
     from ..errors import InputError
     from ..weights.layouts import load_pipeline
-    from .pipeline_animate import check_call_arguments
+    from .pipeline_animate import check_call_arguments, prefer_expandable_segments
 
+    prefer_expandable_segments()
     out = Path(args.output)
     if out.suffix.lower() != ".mp4":
         raise InputError(f"{out}: output must be an .mp4 file")

@@ -42,8 +42,9 @@ def run_reenact(args: argparse.Namespace) -> int:
     from ..pose.extract import NoPersonError, extract_poses
     from ..pose.face import face_maps, retarget_face
     from ..weights.layouts import load_reenact_pipeline
-    from .pipeline_animate import check_call_arguments
+    from .pipeline_animate import check_call_arguments, prefer_expandable_segments
 
+    prefer_expandable_segments()
     out = Path(args.output)
     if out.suffix.lower() != ".mp4":
         raise InputError(f"{out}: output must be an .mp4 file")
