@@ -37,19 +37,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from animate_anyone.demo import default_weights, demo_settings, frame_metrics, heldout_clip, heldout_example
+from animate_anyone.demo import (
+    default_weights,
+    demo_settings,
+    example_parts,
+    frame_metrics,
+    heldout_clip,
+    pose_score,
+)
 from animate_anyone.evaluation.pose_metrics import mask_region_fidelity
 from animate_anyone.pipelines import AnimationOutput
 
 DETECTORS = ("probe", "mediapipe")
-
-
-def pose_score(frames, seq, detector):
-    if detector is None:
-        return float("nan")
-    from animate_anyone.evaluation.pose_metrics import pose_fidelity
-
-    return pose_fidelity(frames, seq, detector=detector).pck[0.1]
 
 
 def make_detectors(names) -> dict:
@@ -98,8 +97,9 @@ def main(argv=None) -> int:
     rows: dict[str, list[dict]] = {m: [] for m in ("model", "no-referencenet", "copy-reference", "autoencoder", "ground-truth")}
     t0 = time.perf_counter()
     for i in range(args.sequences):
-        ref, poses, gt, info = heldout_example(i, s["size"], s["frames"], s["gap"])
-        seq, region = _truth(i, s)
+        clip, sl = heldout_clip(i, s["size"], s["frames"], s["gap"])
+        ref, poses, gt, info = example_parts(clip, sl)
+        seq, region = clip.poses.frames(sl), _character_region(clip, sl)
         kw = dict(width=s["size"], height=s["size"], num_inference_steps=s["steps"], guidance_scale=s["guidance"],
                   seed=s["seed"], context_frames=s["context_frames"], context_overlap=s["context_overlap"],
                   strength=s["strength"], progress=False)  # fmt: skip
@@ -116,7 +116,8 @@ def main(argv=None) -> int:
             if name != "ground-truth":
                 r["region_psnr"], r["region_l1"] = mask_region_fidelity(frames, gt, region)
             for det, fn in detectors.items():
-                r[f"pck_{det}"] = pose_score(frames, seq, fn)
+                pck = pose_score(frames, seq, fn)
+                r[f"pck_{det}"] = float("nan") if pck is None else pck
             r.update(info)
             rows[name].append(r)
         print(f"[{i + 1}/{args.sequences}] {info['category']:8s} {info['motion']:14s} "
@@ -152,13 +153,11 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def _truth(i: int, s: dict):
-    """The exact driving keypoints of held-out example ``i`` (same clip as heldout_example) and its
-    character region: ground-truth or reference character mask, grown by 2 px."""
-    clip, sl = heldout_clip(i, s["size"], s["frames"], s["gap"])
+def _character_region(clip, sl: slice) -> np.ndarray:
+    """Per ground-truth frame, where the character is in it or in the reference (frame 0), grown by 2 px."""
     covered = (clip.masks[sl] > 0) | (clip.masks[0] > 0)[None]
     grown = torch.nn.functional.max_pool2d(torch.from_numpy(covered).float()[:, None], 5, stride=1, padding=2)
-    return clip.poses.frames(sl), grown[:, 0].bool().numpy()
+    return grown[:, 0].bool().numpy()
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="append the rows to this JSON-lines file")
     p.add_argument("--allocator", choices=["animate", "torch"], default="animate",
                    help="CUDA allocator settings: as `animate` runs (expandable segments unless "
-                        "PYTORCH_CUDA_ALLOC_CONF is set) or PyTorch's defaults")
+                        "PYTORCH_CUDA_ALLOC_CONF is set) or PYTORCH_CUDA_ALLOC_CONF left as it is")
     args = p.parse_args(argv)
     if args.allocator == "animate":
         prefer_expandable_segments()

@@ -56,27 +56,32 @@ def heldout_clip(index: int, size: int, frames: int, gap: int):
 
 def heldout_example(index: int, size: int, frames: int, gap: int):
     """(reference image, pose maps, ground-truth frames, description) of held-out example ``index``."""
-    clip, sl = heldout_clip(index, size, frames, gap)
-    return clip.frames[0], clip.pose_maps()[sl], clip.frames[sl], _info(clip)
+    return example_parts(*heldout_clip(index, size, frames, gap))
 
 
-def _info(clip) -> dict:
-    return {"character_id": clip.meta["character_id"], "category": clip.character.category,
+def example_parts(clip, sl: slice):
+    """(reference image, pose maps, ground-truth frames, description) of a clip from :func:`heldout_clip`."""
+    info = {"character_id": clip.meta["character_id"], "category": clip.character.category,
             "motion": clip.meta["motion_id"]}  # fmt: skip
+    return clip.frames[0], clip.pose_maps()[sl], clip.frames[sl], info
 
 
-def pose_scores(frames: np.ndarray, clip, sl: slice) -> float | None:
-    """PCK@0.1 of ``frames`` against the exact keypoints ``clip.poses[sl]``, read by the shipped lab
-    pose probe (None when its weights are missing)."""
+def lab_probe():
+    """The shipped lab pose probe as a detector, or None when its weights are missing."""
     from .errors import InputError
-    from .evaluation.pose_metrics import pose_fidelity
     from .lab.pose_probe import probe_detector
 
     try:
-        detect = probe_detector()
+        return probe_detector()
     except InputError:
         return None
-    return pose_fidelity(frames, clip.poses.frames(sl), detector=detect).pck[0.1]
+
+
+def pose_score(frames: np.ndarray, truth, detect) -> float | None:
+    """PCK@0.1 of ``frames`` against the exact keypoints ``truth`` read by ``detect`` (None without one)."""
+    from .evaluation.pose_metrics import pose_fidelity
+
+    return None if detect is None else pose_fidelity(frames, truth, detector=detect).pck[0.1]
 
 
 def frame_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -111,7 +116,7 @@ def run_demo(out_dir: str | Path, weights: str | Path | None = None, example: in
     out = Path(out_dir)
     t0 = time.perf_counter()
     clip, sl = heldout_clip(example, s["size"], s["frames"], s["gap"])
-    ref, poses, gt, info = clip.frames[0], clip.pose_maps()[sl], clip.frames[sl], _info(clip)
+    ref, poses, gt, info = example_parts(clip, sl)
     pipe = load_pipeline(weights, device=device)
     with torch.inference_mode():
         result = pipe(Image.fromarray(ref), list(poses), width=s["size"], height=s["size"],
@@ -121,11 +126,12 @@ def run_demo(out_dir: str | Path, weights: str | Path | None = None, example: in
                       progress=progress).to_uint8()
     seconds = time.perf_counter() - t0
     copy = np.repeat(ref[None], len(gt), axis=0)
+    truth, detect = clip.poses.frames(sl), lab_probe()
     metrics = {
         "example": info,
         "settings": s,
-        "model": {**frame_metrics(result, gt), "pose_pck@0.1": pose_scores(result, clip, sl)},
-        "copy_reference_baseline": {**frame_metrics(copy, gt), "pose_pck@0.1": pose_scores(copy, clip, sl)},
+        "model": {**frame_metrics(result, gt), "pose_pck@0.1": pose_score(result, truth, detect)},
+        "copy_reference_baseline": {**frame_metrics(copy, gt), "pose_pck@0.1": pose_score(copy, truth, detect)},
         "seconds": round(seconds, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
