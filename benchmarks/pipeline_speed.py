@@ -16,8 +16,11 @@ reference implementation's *way of computing* the same video (architecture.md §
 reference bank rounded to fp16 and its key/value projections recomputed at every step for every
 frame (the bank is repeated over the frames and then projected, as its concatenation does), the
 unconditional half attending to the bank and then recomputed without it, latents in the model
-dtype, and VAE decoding one frame at a time. It runs our kernels (SDPA), so the ratio isolates what
-the algorithm saves, not kernel choice; it is not the reference code itself.
+dtype, VAE decoding one frame at a time, and the motion modules' frame attention through PyTorch's
+SDPA as diffusers' default processor runs it (ours computes short fp32 sequences on the CPU with
+batched matrix products instead: ``models/temporal_attention.py``; on a GPU both are SDPA). Otherwise it
+runs our kernels, so the ratio isolates what the algorithm and that kernel choice save; it is not the
+reference code itself.
 
 ``--memory-limit-gib N`` caps what the CUDA caching allocator may take
 (``torch.cuda.set_per_process_memory_fraction``): a configuration that needs more fails with
@@ -35,6 +38,7 @@ import time
 
 import numpy as np
 import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 
 from animate_anyone.models.presets import get_preset
@@ -43,6 +47,8 @@ from animate_anyone.models.reference_attention import (
     _attend,
     spatial_self_attention_paths,
 )
+from animate_anyone.models.temporal_attention import TemporalAttnProcessor
+from animate_anyone.models.unets import motion_module_paths
 from animate_anyone.pipelines import AnimateAnyonePipeline
 from animate_anyone.pipelines.pipeline_animate import prefer_expandable_segments
 
@@ -89,6 +95,10 @@ def use_reference_style(pipe: AnimateAnyonePipeline, on: bool) -> None:
     modules = dict(unet.named_modules())
     for path in spatial_self_attention_paths(unet):
         modules[path + ".attn1"].set_processor((ReferenceStyleRead if on else ReferenceReadProcessor)(bank, path))
+    for path in motion_module_paths(unet):
+        for block in unet.get_submodule(path).transformer_blocks:
+            for attn in (block.attn1, block.attn2):
+                attn.set_processor(AttnProcessor2_0() if on else TemporalAttnProcessor())
 
 
 def build(args) -> AnimateAnyonePipeline:

@@ -197,3 +197,49 @@ def test_model_builds_for_each_preset_on_meta():
     with torch.device("meta"):
         model = AnimateAnyoneModel(get_preset("sd15"))
     assert model.config.pose_guider_embedding_channels == 320
+
+
+def _temporal_attentions(unet):
+    return [a for p in motion_module_paths(unet) for b in unet.get_submodule(p).transformer_blocks
+            for a in (b.attn1, b.attn2)]
+
+
+def test_motion_modules_use_the_temporal_processor(tiny_model):
+    from animate_anyone.models.temporal_attention import TemporalAttnProcessor
+
+    attns = _temporal_attentions(tiny_model.denoising_unet)
+    assert len(attns) == 42
+    assert all(isinstance(a.processor, TemporalAttnProcessor) for a in attns)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("frames", [1, 5, 24, 40])
+def test_temporal_processor_matches_sdpa(tiny_model, frames):
+    from animate_anyone.models.temporal_attention import TemporalAttnProcessor
+
+    torch.manual_seed(frames)
+    attn = _temporal_attentions(tiny_model.denoising_unet)[0]
+    proc = TemporalAttnProcessor(math_frames=(1, 64))  # the matmul path at every length
+    x = torch.randn(37, frames, attn.to_q.in_features) * 3  # (rows, frames, channels)
+    assert proc.uses_math_path(attn, x, None, None)
+    torch.testing.assert_close(proc(attn, x), AttnProcessor2_0()(attn, x), atol=2e-6, rtol=1e-5)
+    # by default the path is only taken where it measured faster (24-frame windows) and is exact
+    # to float32 rounding; anything else is SDPA itself
+    assert TemporalAttnProcessor().uses_math_path(attn, x, None, None) == (frames == 24)
+    assert not proc.uses_math_path(attn, x.half(), None, None)
+    assert not proc.uses_math_path(attn, x, x, None)
+    assert not TemporalAttnProcessor(math_frames=(1, 64), max_head_dim=2).uses_math_path(attn, x, None, None)
+
+
+def test_temporal_processor_gradients_match_sdpa(tiny_model):
+    from animate_anyone.models.temporal_attention import TemporalAttnProcessor
+
+    attn = _temporal_attentions(tiny_model.denoising_unet)[0]
+    x = torch.randn(6, 24, attn.to_q.in_features, requires_grad=True)
+    grads = []
+    assert TemporalAttnProcessor().uses_math_path(attn, x, None, None)
+    for proc in (TemporalAttnProcessor(), AttnProcessor2_0()):
+        x.grad = None
+        proc(attn, x).square().sum().backward()
+        grads.append(x.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-5)

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from .presets import ModelConfig
 from .reference_attention import ReferenceBank, install_reference_reader, install_reference_writer
+from .temporal_attention import TemporalAttnProcessor
 
 _MOTION_BLOCK_TYPES = {
     "CrossAttnDownBlock2D": "CrossAttnDownBlockMotion",
@@ -120,6 +121,9 @@ class DenoisingUNet(UNetMotionModel):
             new.load_state_dict(old.state_dict())
             module.norm = new
             module.__class__ = SwitchableMotionModule  # same parameters, adds the bypass switch
+            for block in module.transformer_blocks:
+                block.attn1.set_processor(TemporalAttnProcessor())
+                block.attn2.set_processor(TemporalAttnProcessor())
         self.reference_bank: ReferenceBank | None = None
 
     @classmethod
