@@ -46,23 +46,17 @@ from animate_anyone.demo import (
     pose_score,
 )
 from animate_anyone.evaluation.pose_metrics import mask_region_fidelity
+from animate_anyone.evaluation.studies import study_detector
 from animate_anyone.pipelines import AnimationOutput
 
-DETECTORS = ("probe", "mediapipe")
+DETECTORS = {"probe": "lab-probe", "mediapipe": "mediapipe"}  # column name -> study_detector's name
 
 
 def make_detectors(names) -> dict:
     out = {}
     for name in names:
         try:
-            if name == "probe":
-                from animate_anyone.lab.pose_probe import probe_detector
-
-                out[name] = probe_detector()
-            else:
-                from animate_anyone.evaluation.pose_metrics import default_detector
-
-                out[name] = default_detector()
+            out[name] = study_detector(DETECTORS[name])
         except Exception as exc:  # noqa: BLE001 - report and go on without that detector
             print(f"pose fidelity by {name} off: {exc}", file=sys.stderr)
             out[name] = None

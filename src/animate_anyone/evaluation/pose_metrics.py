@@ -374,6 +374,13 @@ def face_boxes(face: np.ndarray, width: int, height: int, margin: float = 0.25, 
     return out
 
 
+def _pixel_scores(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    """(PSNR in dB, capped at 100, L1 in [0, 1]) of two uint8 pixel arrays of the same shape."""
+    d = pred.astype(np.float64) / 255.0 - true.astype(np.float64) / 255.0
+    mse = float((d**2).mean())
+    return (100.0 if mse == 0 else min(100.0, 10.0 * math.log10(1.0 / mse))), float(np.abs(d).mean())
+
+
 def face_region_fidelity(frames: np.ndarray, ground_truth: np.ndarray, gt_pose: PoseSequence,
                          margin: float = 0.25, min_score: float = MIN_SCORE) -> FaceRegion:  # fmt: skip
     """PSNR / L1 of uint8 ``frames`` against uint8 ``ground_truth`` (both ``(frames, h, w, 3)``,
@@ -392,11 +399,7 @@ def face_region_fidelity(frames: np.ndarray, ground_truth: np.ndarray, gt_pose: 
         if box is None:
             continue
         x0, y0, x1, y1 = box
-        a = frames[t, y0:y1, x0:x1].astype(np.float64) / 255.0
-        b = ground_truth[t, y0:y1, x0:x1].astype(np.float64) / 255.0
-        l1[t] = float(np.abs(a - b).mean())
-        mse = float(((a - b) ** 2).mean())
-        db[t] = 100.0 if mse == 0 else min(100.0, 10.0 * math.log10(1.0 / mse))
+        db[t], l1[t] = _pixel_scores(frames[t, y0:y1, x0:x1], ground_truth[t, y0:y1, x0:x1])
     found = ~np.isnan(l1)
     if not found.any():
         return FaceRegion(math.nan, math.nan, 0.0, l1)
@@ -416,10 +419,9 @@ def mask_region_fidelity(frames: np.ndarray, ground_truth: np.ndarray, masks: np
         m = masks[t]
         if not m.any():
             continue
-        d = frames[t][m].astype(np.float64) / 255.0 - ground_truth[t][m].astype(np.float64) / 255.0
-        mse = float((d**2).mean())
-        db.append(100.0 if mse == 0 else min(100.0, 10.0 * math.log10(1.0 / mse)))
-        err.append(float(np.abs(d).mean()))
+        psnr, l1 = _pixel_scores(frames[t][m], ground_truth[t][m])
+        db.append(psnr)
+        err.append(l1)
     return (float(np.mean(db)), float(np.mean(err))) if db else (math.nan, math.nan)
 
 
