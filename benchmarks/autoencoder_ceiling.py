@@ -22,11 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from lab_quality import _reconstruct  # noqa: E402
-
-from animate_anyone.demo import default_weights, demo_settings, frame_metrics, heldout_example  # noqa: E402
+from animate_anyone.demo import default_weights, demo_settings, frame_metrics, heldout_example
 
 
 def main(argv=None) -> int:
@@ -51,7 +47,7 @@ def main(argv=None) -> int:
         ref, _, gt, info = heldout_example(i, s["size"], s["frames"], s["gap"])
         rows["copy-reference"].append(frame_metrics(np.repeat(ref[None], len(gt), axis=0), gt))
         for name, pipe in zip(args.models, pipes):
-            rows[str(name)].append(frame_metrics(_reconstruct(pipe, gt), gt))
+            rows[str(name)].append(frame_metrics(pipe.autoencode(gt), gt))
         print(f"[{i + 1}/{args.sequences}] {info['category']:8s} {info['motion']:14s} "
               + " | ".join(f"{n} {r[-1]['ssim']:.3f}" for n, r in rows.items()), flush=True)
     print(f"\n{args.sequences} held-out sequences, {s['frames']} frames at {s['size']}x{s['size']}, "

@@ -47,7 +47,6 @@ from animate_anyone.demo import (
 )
 from animate_anyone.evaluation.pose_metrics import mask_region_fidelity
 from animate_anyone.evaluation.studies import study_detector
-from animate_anyone.pipelines import AnimationOutput
 
 DETECTORS = {"probe": "lab-probe", "mediapipe": "mediapipe"}  # column name -> study_detector's name
 
@@ -103,7 +102,7 @@ def main(argv=None) -> int:
                 "no-referencenet": pipe(Image.fromarray(ref), list(poses), use_reference=False, **kw).to_uint8(),
             }
         outs["copy-reference"] = np.repeat(ref[None], len(gt), axis=0)
-        outs["autoencoder"] = _reconstruct(pipe, gt)
+        outs["autoencoder"] = pipe.autoencode(gt)
         outs["ground-truth"] = gt
         for name, frames in outs.items():
             r = {} if name == "ground-truth" else frame_metrics(frames, gt)
@@ -131,15 +130,6 @@ def main(argv=None) -> int:
         with open(args.json, "w") as fh:
             json.dump({"settings": s, "rows": rows}, fh, indent=1, default=float)
     return 0
-
-
-@torch.inference_mode()
-def _reconstruct(pipe, frames: np.ndarray) -> np.ndarray:
-    """uint8 ``[T, H, W, 3]`` -> the same frames through the autoencoder: encoded (posterior mean)
-    as the pipeline encodes its reference, decoded by the pipeline's own ``decode_latents``."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(pipe.device, pipe.vae.dtype)
-    latents = torch.cat([pipe.vae.encode(c).latent_dist.mean for c in x.split(8)]) * pipe.model.config.vae_scaling_factor
-    return AnimationOutput(frames=pipe.decode_latents(latents.transpose(0, 1).unsqueeze(0))).to_uint8()
 
 
 def _mean(rows: list[dict], key: str) -> float:

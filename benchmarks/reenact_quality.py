@@ -17,10 +17,18 @@ the upper-face and mouth maps, drive the model. Measured per method against the 
   distance of the mouth (48-67) and eye (36-47) points (the average keypoint distance of the
   reenactment literature), and ``mouth open err`` / ``eyes open err``, the error of the opening
   (mean inner-lip / eyelid gap): expression alone, head position aside. The ``ground-truth`` row
-  is the probe on the true frames (its own error, the floor).
+  is the probe on the true frames (its own error, the floor);
+* the states read by the lab **expression probe** (``animate_anyone.lab.expression_probe``,
+  trained on train-split lab portraits) against the exact ones the lab animated the driver with:
+  ``eyes state err`` / ``mouth state err``, the mean absolute error of ``eye_open`` (0 closed … 1
+  open) and ``mouth_open`` (0 … 1 wide open), in percentage points. Landmarks are too coarse for
+  a blink (an eye is a few pixels tall at 128×128); this reads the state itself. Its
+  ``ground-truth`` row is again the reader's own error on the true frames.
 
-Methods, all in this run: ``model`` (the given reenactment weights) and ``copy-reference`` (the
-source face repeated: what a model that ignores the driver gets).
+Methods, all in this run: ``model`` (the given reenactment weights), ``copy-reference`` (the
+source face repeated: what a model that ignores the driver gets) and ``autoencoder`` (the ground
+truth encoded and decoded by the model's own autoencoder: the best any denoiser in its latent
+space can do, and a check that the probes read decoded frames as well as true ones).
 
     python benchmarks/reenact_quality.py --weights runs/reenact/stage1/final --sequences 20
 """
@@ -41,7 +49,9 @@ EYES = slice(36, 48)
 
 
 def heldout_portrait(i: int, size: int, frames: int, gap: int):
-    """(source face, upper maps, mouth maps, ground truth, face landmarks [T, 68, 3], info)."""
+    """(source face, upper maps, mouth maps, ground truth, face landmarks [T, 68, 3], info); ``info``
+    also holds ``states``, the true ``[T, 2]`` (eye_open, mouth_open) of the ground truth."""
+    from animate_anyone.lab.expression_probe import clip_states
     from animate_anyone.lab.generate import generate_clip
     from animate_anyone.lab.split import character_ids, clip_motion
     from animate_anyone.pose.face import face_maps
@@ -51,7 +61,7 @@ def heldout_portrait(i: int, size: int, frames: int, gap: int):
     clip = generate_clip(cid, motion, num_frames=1 + gap + frames, width=size, height=size, view_seed=0, framing="face")
     upper, mouth = face_maps(clip.poses)
     sl = slice(1 + gap, 1 + gap + frames)
-    info = {"character_id": cid, "category": clip.character.category, "motion": motion}
+    info = {"character_id": cid, "category": clip.character.category, "motion": motion, "states": clip_states(clip, sl)}
     return clip.frames[0], upper[sl], mouth[sl], clip.frames[sl], clip.poses.face[sl], info
 
 
@@ -99,16 +109,17 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--no-probe", action="store_true", help="skip the face-probe landmark errors")
+    p.add_argument("--no-probe", action="store_true", help="skip the face-probe and expression-probe errors")
     p.add_argument("--json", help="also write the per-sequence numbers here")
     args = p.parse_args(argv)
 
     from animate_anyone.demo import frame_metrics
     from animate_anyone.evaluation.pose_metrics import expression_errors
+    from animate_anyone.lab.expression_probe import state_errors
     from animate_anyone.weights.layouts import load_reenact_pipeline
 
     pipe = load_reenact_pipeline(args.weights)
-    probe = None
+    probe = reader = None
     if not args.no_probe:
         try:
             from animate_anyone.lab.pose_probe import probe_detector
@@ -116,15 +127,23 @@ def main(argv=None) -> int:
             probe = probe_detector(kind="face")
         except Exception as exc:  # noqa: BLE001 - report and go on without the landmark errors
             print(f"landmark errors off: {exc}", file=sys.stderr)
-    rows: dict[str, list[dict]] = {"model": [], "copy-reference": [], "ground-truth": []}
+        try:
+            from animate_anyone.lab.expression_probe import expression_reader
+
+            reader = expression_reader()
+        except Exception as exc:  # noqa: BLE001 - report and go on without the state errors
+            print(f"state errors off: {exc}", file=sys.stderr)
+    rows: dict[str, list[dict]] = {"model": [], "copy-reference": [], "autoencoder": [], "ground-truth": []}
     t0 = time.perf_counter()
     for i in range(args.sequences):
         ref, upper, mouth, gt, face, info = heldout_portrait(i, args.size, args.frames, args.gap)
+        states = info.pop("states")
         with torch.inference_mode():
             result = pipe(Image.fromarray(ref), list(upper), list(mouth), width=args.size, height=args.size,
                           num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                           context_frames=8, context_overlap=2, progress=False).to_uint8()
-        outs = {"model": result, "copy-reference": np.repeat(ref[None], len(gt), axis=0), "ground-truth": gt}
+        outs = {"model": result, "copy-reference": np.repeat(ref[None], len(gt), axis=0),
+                "autoencoder": pipe.autoencode(gt), "ground-truth": gt}
         mouth_boxes = region_boxes(face, MOUTH, args.size, args.size)
         eye_boxes = region_boxes(face, EYES, args.size, args.size)
         for name, frames in outs.items():
@@ -137,6 +156,8 @@ def main(argv=None) -> int:
             }
             if probe is not None:
                 r.update(expression_errors(probe(frames).face, face))
+            if reader is not None:
+                r.update(state_errors(reader(frames), states))
             rows[name].append(r)
         m, c = rows["model"][-1], rows["copy-reference"][-1]
         print(f"[{i + 1}/{args.sequences}] {info['category']:8s} mouth L1 model {m['mouth_l1']:.1f} | copy "
@@ -149,6 +170,9 @@ def main(argv=None) -> int:
     if probe is not None:
         keys += ["mouth_nme", "eyes_nme", "mouth_open_err", "eyes_open_err"]
         heads += ["mouth NME % ↓", "eyes NME % ↓", "mouth open err % ↓", "eyes open err % ↓"]
+    if reader is not None:
+        keys += ["mouth_state_err", "eyes_state_err"]
+        heads += ["mouth state err ↓", "eyes state err ↓"]
     print("| method | " + " | ".join(heads) + " |")
     print("|---" * (len(heads) + 1) + "|")
     for name, rs in rows.items():
@@ -160,6 +184,16 @@ def main(argv=None) -> int:
             vals = [r[k] for r in rs if np.isfinite(r[k])]
             cells.append(f"{np.mean(vals):.2f}" if vals else "–")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\npaired over sequences, model − copy-reference: mean ± standard error (sequences where the model is better)")
+    for k, head in zip(keys, heads):
+        if k == "mouth_corr":
+            continue
+        pairs = [(m[k], c[k]) for m, c in zip(rows["model"], rows["copy-reference"]) if np.isfinite(m[k]) and np.isfinite(c[k])]
+        if len(pairs) < 2:
+            continue
+        d = np.array([m - c for m, c in pairs])
+        better = int((d > 0).sum() if "↑" in head else (d < 0).sum())
+        print(f"  {head[:-2]}: {d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f} ({better}/{len(d)})")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "rows": rows}, fh, indent=1, default=float)

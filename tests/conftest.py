@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,15 @@ def moore_folder(tmp_path_factory):
     if not FIXTURE.is_dir():
         pytest.skip(f"shared reference fixture not found at {FIXTURE}")
     return make_moore_folder(tmp_path_factory.mktemp("weights") / "pretrained_weights", FIXTURE)
+
+
+@pytest.fixture
+def reenact_weights(moore_folder, tmp_path):
+    """A released-layout ``reenact/`` folder built from the shared fixture (with its SD folders beside it)."""
+    from tests.weights.test_reenact_parity import make_reenact_folder
+
+    root = tmp_path / "pretrained_weights"
+    for d in ("sd-vae-ft-mse", "image_encoder", "stable-diffusion-v1-5"):
+        shutil.copytree(moore_folder / d, root / d)
+    make_reenact_folder(root / "reenact", FIXTURE)
+    return root / "reenact"

@@ -80,3 +80,21 @@ def test_pipeline_speed_prints_and_records_both_variants(tmp_path, capsys):
     assert [r["variant"] for r in rows] == ["ours", "reference-style"]
     assert rows[1]["speedup_vs_reference_style"] > 0 and all(r["call_s"] > 0 for r in rows)
     assert "faster" in capsys.readouterr().out
+
+
+def test_reenact_quality_scores_model_copy_and_ground_truth(reenact_weights, tmp_path, capsys):
+    from animate_anyone.lab.expression_probe import WEIGHTS_DIR, WEIGHTS_FILE
+
+    rq = _load("reenact_quality")
+    out = tmp_path / "rq.json"
+    assert rq.main(["--weights", str(reenact_weights), "--sequences", "2", "--size", "64", "--frames", "3",
+                    "--gap", "1", "--steps", "1", "--json", str(out)]) == 0  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert [len(rows[k]) for k in ("model", "copy-reference", "autoencoder", "ground-truth")] == [2, 2, 2, 2]
+    assert all(r["mouth_corr"] == 0.0 for r in rows["copy-reference"])  # a copied face never changes
+    printed = capsys.readouterr().out
+    assert "| copy-reference |" in printed and "paired over sequences" in printed
+    if (WEIGHTS_DIR / WEIGHTS_FILE).is_file():  # the state errors: the true frames' is the reader's floor
+        assert "mouth state err" in printed
+        for r in rows["ground-truth"]:
+            assert 0 <= r["eyes_state_err"] <= 100 and 0 <= r["mouth_state_err"] <= 100

@@ -117,6 +117,16 @@ def test_bank_is_released_after_call(tiny_pipe):
     assert len(bank) == 0 and bank.uncond_samples == 0 and not bank.cache_projections
 
 
+def test_autoencode_is_the_reference_encoding_decoded(tiny_pipe):
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    out = tiny_pipe.autoencode(frames, chunk_size=2)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    # frame 1 alone, encoded the way the pipeline encodes its reference image, then decoded
+    _, latent = tiny_pipe.encode_reference(Image.fromarray(frames[1]), 64, 64)
+    one = tiny_pipe.decode_latents(latent.unsqueeze(2))
+    np.testing.assert_allclose(out[1].astype(float), np.round(one[0] * 255), atol=1.0)
+
+
 def test_bf16_runs(tiny_pipe):
     ref, poses = _inputs(2)
     pipe = AnimateAnyonePipeline.from_config(get_preset("tiny"), seed=0).to("cpu", torch.bfloat16)

@@ -1,6 +1,5 @@
 """Face reenactment pipeline and command."""
 
-import shutil
 
 import numpy as np
 import pytest
@@ -40,18 +39,6 @@ def test_reenact_pipeline_cfg_reads_zero_latent_bank():
     b = pipe(ref, upper, [m * 0 for m in mouth], width=128, height=128, num_inference_steps=1, progress=False).frames
     assert np.abs(a - b).max() > 1e-4
     assert torch.is_tensor(next(pipe.model.pose_guider2.parameters()))
-
-
-@pytest.fixture
-def reenact_weights(moore_folder, tmp_path):
-    from tests.conftest import FIXTURE
-    from tests.weights.test_reenact_parity import make_reenact_folder
-
-    root = tmp_path / "pretrained_weights"
-    for d in ("sd-vae-ft-mse", "image_encoder", "stable-diffusion-v1-5"):
-        shutil.copytree(moore_folder / d, root / d)
-    make_reenact_folder(root / "reenact", FIXTURE)
-    return root / "reenact"
 
 
 def test_reenact_command(reenact_weights, tmp_path, capsys):

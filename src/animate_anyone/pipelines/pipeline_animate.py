@@ -181,6 +181,7 @@ class AnimateAnyonePipeline:
                              context_frames, context_overlap, compat, self.model.config.motion_max_seq_length,
                              strength)
 
+    @torch.no_grad()
     def encode_reference(self, ref_image: Image.Image, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> image embedding ``(1, 1, cross_dim)`` and reference latent ``(1, c, h, w)`` (c: latent channels)."""
         size = self.image_encoder.config.image_size
@@ -192,6 +193,19 @@ class AnimateAnyonePipeline:
             latents = self.vae.encode(pixels).latent_dist.mean * self.model.config.vae_scaling_factor
         return embeds, latents
 
+    @torch.no_grad()
+    def autoencode(self, frames: np.ndarray, chunk_size: int = 8) -> np.ndarray:
+        """uint8 ``[T, H, W, 3]`` -> the same frames encoded (posterior mean, as the reference is
+        encoded) and decoded by :meth:`decode_latents`, uint8: the best any denoiser working in this
+        autoencoder's latent space can do (the benchmarks' "ceiling" rows)."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        with self._on_device(self.vae):
+            latents = torch.cat([self.vae.encode(c.to(self.device, self.vae.dtype)).latent_dist.mean
+                                 for c in x.split(max(1, chunk_size))])  # fmt: skip
+        latents = latents * self.model.config.vae_scaling_factor
+        return AnimationOutput(frames=self.decode_latents(latents.transpose(0, 1).unsqueeze(0), chunk_size)).to_uint8()
+
+    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8) -> np.ndarray:
         """``(1, c, frames, h, w)`` -> ``(frames, 8h, 8w, 3)`` float32 in [0, 1], ``chunk_size`` frames
         per VAE call."""
