@@ -36,8 +36,21 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from ..errors import InputError
-from .pose_probe import SIZE, WEIGHTS_DIR, _Block, _gaussian_blur, _to_input, augment
+from .pose_probe import (
+    SIZE,
+    WEIGHTS_DIR,
+    _Block,
+    _gaussian_blur,
+    _to_input,
+    augment,
+    fit,
+    load_network,
+    save_network,
+    write_json,
+)
+
+__all__ = ["STATES", "WEIGHTS_DIR", "WEIGHTS_FILE", "ExpressionProbe", "clip_states", "expression_reader",
+           "load_expression_probe", "state_errors", "train_expression_probe"]
 
 STATES = ("eye_open", "mouth_open")
 WEIGHTS_FILE = "expression_probe.safetensors"
@@ -62,21 +75,8 @@ class ExpressionProbe(nn.Module):
 
 def load_expression_probe(weights: str | Path | None = None) -> ExpressionProbe:
     """The probe in ``weights`` (a folder holding :data:`WEIGHTS_FILE`, or the file); default: the shipped one."""
-    from safetensors.torch import load_file
-
-    path = Path(weights) if weights is not None else WEIGHTS_DIR
-    file = path / WEIGHTS_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise InputError(f"no lab expression probe weights at {file} (make them with: python -m "
-                         f"animate_anyone.lab.expression_probe --output {file.parent})")  # fmt: skip
-    cfg_file = file.with_suffix(".json")
-    cfg = json.loads(cfg_file.read_text()).get("config", {}) if cfg_file.is_file() else {}
-    model = ExpressionProbe(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()})
-    try:
-        model.load_state_dict(load_file(str(file)))
-    except Exception as exc:  # noqa: BLE001 - safetensors' own errors, missing or extra keys
-        raise InputError(f"{file} is not a lab expression probe: {str(exc).splitlines()[0]}") from None
-    return model.eval()
+    return load_network(ExpressionProbe, weights, WEIGHTS_FILE, "lab expression probe",
+                        "animate_anyone.lab.expression_probe")  # fmt: skip
 
 
 def expression_reader(weights: str | Path | None = None, batch: int = 32):
@@ -146,42 +146,24 @@ def train_expression_probe(output: str | Path, steps: int = 2000, batch_size: in
                            log=print) -> dict:  # fmt: skip
     """Train the probe on train-split lab portraits; write its safetensors and JSON (config, command,
     error on held-out characters and motions, sharp and blurred) to ``output``."""
-    from safetensors.torch import save_file
-
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     images, states = _sample_portraits("train", num_characters, clips, frames_per_clip, seed)
     val_images, val_states = _sample_portraits("heldout", val_characters, 1, 6, seed + 1)
     log(f"{len(images)} training frames, {len(val_images)} held-out frames ({time.perf_counter() - t0:.0f} s)")
     model = ExpressionProbe()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    warmup = max(1, min(100, steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     gen = torch.Generator().manual_seed(seed)
     data, target = _to_input(images), torch.from_numpy(states)
     no_points = np.zeros((batch_size, 1, 3), np.float32)
-    for step in range(1, steps + 1):
+
+    def batch_loss() -> torch.Tensor:
         idx = torch.randint(len(images), (batch_size,), generator=gen)
         x, _ = augment(data[idx].clone(), no_points, gen, flip_pairs=())  # mirroring keeps both states
-        loss = F.smooth_l1_loss(model(x), target[idx], beta=0.05)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 250 == 0 or step == steps:
-            log(f"step {step}/{steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f} s)")
-    model.eval()
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    cfg_file = (out / WEIGHTS_FILE).with_suffix(".json")
-    cfg_tmp = cfg_file.with_suffix(".json.tmp")
-    cfg_tmp.write_text(json.dumps({"config": model.config}) + "\n")
-    cfg_tmp.replace(cfg_file)
-    tmp.replace(out / WEIGHTS_FILE)
-    read = expression_reader(out)
+        return F.smooth_l1_loss(model(x), target[idx], beta=0.05)
+
+    fit(model, batch_loss, steps, lr, log, t0)
+    cfg_file = save_network(model, output, WEIGHTS_FILE)
+    read = expression_reader(output)
     blurred = _gaussian_blur(_to_input(val_images), torch.full((len(val_images),), 1.5))
     blurred_u8 = ((blurred.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     always_open = np.tile(np.array([[1.0, 0.0]], np.float32), (len(val_states), 1))
@@ -196,8 +178,7 @@ def train_expression_probe(output: str | Path, steps: int = 2000, batch_size: in
                     "blurred_sigma_1.5": state_errors(read(blurred_u8), val_states),
                     "constant_open_eyes_closed_mouth": state_errors(always_open, val_states)},  # fmt: skip
     }
-    cfg_tmp.write_text(json.dumps(info, indent=1) + "\n")
-    cfg_tmp.replace(cfg_file)
+    write_json(cfg_file, info)
     log(json.dumps(info["heldout"]))
     return info
 

@@ -138,21 +138,48 @@ def _to_input(frames: np.ndarray) -> torch.Tensor:
 def load_probe(weights: str | Path | None = None, kind: str = "body") -> PoseProbe:
     """A probe from a folder (its ``kind``'s file) or a file written by :func:`train_probe`;
     default: the shipped one."""
+    return load_network(PoseProbe, weights, KINDS[kind][0], f"lab {kind} probe",
+                        f"animate_anyone.lab.pose_probe --kind {kind}")  # fmt: skip
+
+
+def load_network(cls, weights: str | Path | None, file_name: str, what: str, module: str) -> nn.Module:
+    """A probe network ``cls`` from ``weights`` (a folder holding ``file_name``, or the file; default:
+    the shipped folder), built from the ``config`` of the JSON beside it; missing or unreadable
+    weights are :class:`InputError` naming ``what`` and the ``python -m module`` that makes them."""
     from safetensors.torch import load_file
 
     path = Path(weights) if weights is not None else WEIGHTS_DIR
-    file = path / KINDS[kind][0] if path.is_dir() else path
+    file = path / file_name if path.is_dir() else path
     if not file.is_file():
-        raise InputError(f"no lab {kind} probe weights at {file} (make them with: python -m "
-                         f"animate_anyone.lab.pose_probe --kind {kind} --output {file.parent})")  # fmt: skip
+        raise InputError(f"no {what} weights at {file} (make them with: python -m {module} --output {file.parent})")
     cfg_file = file.with_suffix(".json")
     cfg = json.loads(cfg_file.read_text()).get("config", {}) if cfg_file.is_file() else {}
-    model = PoseProbe(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()})
+    model = cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()})
     try:
         model.load_state_dict(load_file(str(file)))
     except Exception as exc:  # noqa: BLE001 - safetensors' own errors, missing or extra keys
-        raise InputError(f"{file} is not a lab {kind} probe: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{file} is not a {what}: {str(exc).splitlines()[0]}") from None
     return model.eval()
+
+
+def save_network(model: nn.Module, output: str | Path, file_name: str, info: dict | None = None) -> Path:
+    """Write ``model``'s safetensors as ``output/file_name`` and ``info`` (default: its ``config``)
+    as the JSON beside it, each through a temporary file; -> the JSON's path."""
+    from safetensors.torch import save_file
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (file_name + ".tmp")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_json(out / Path(file_name).with_suffix(".json").name, info if info is not None else {"config": model.config})
+    tmp.replace(out / file_name)
+    return (out / file_name).with_suffix(".json")
+
+
+def write_json(path: Path, info: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def probe_detector(weights: str | Path | None = None, kind: str = "body", batch: int = 32):
@@ -259,31 +286,15 @@ def probe_accuracy(detect, frames: np.ndarray, points: np.ndarray, kind: str = "
     return out
 
 
-def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch_size: int = 16, lr: float = 2e-3, seed: int = 0,
-                num_characters: int = 240, clips: int = 2, frames_per_clip: int = 8, val_characters: int = 40,
-                log=print) -> dict:  # fmt: skip
-    """Train a ``kind`` probe on train-split lab frames and write its safetensors and JSON (config,
-    command, accuracy on held-out characters and motions) to ``output``."""
-    from safetensors.torch import save_file
-
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    file_name, num_points, _, _, flip_pairs = KINDS[kind]
-    images, bodies = _sample_frames("train", num_characters, clips, frames_per_clip, seed, kind)
-    val_images, val_bodies = _sample_frames("heldout", val_characters, 1, 6, seed + 1, kind)
-    log(f"{len(images)} training frames, {len(val_images)} held-out frames ({time.perf_counter() - t0:.0f} s)")
-    model = PoseProbe(num_points=num_points)
+def fit(model: nn.Module, batch_loss, steps: int, lr: float, log, t0: float) -> None:
+    """AdamW with a linear warm-up and a cosine decay over ``steps`` calls of ``batch_loss()``
+    (a fresh augmented batch each), logging every 250 steps; leaves ``model`` in eval mode."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     warmup = max(1, min(100, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-    gen = torch.Generator().manual_seed(seed)
-    data = _to_input(images)
     for step in range(1, steps + 1):
-        idx = torch.randint(len(images), (batch_size,), generator=gen)
-        x, body = augment(data[idx].clone(), bodies[idx.numpy()], gen, flip_pairs)
-        target = torch.from_numpy(target_heatmaps(body))
-        loss = F.mse_loss(model(x), target) * 100
+        loss = batch_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -291,15 +302,31 @@ def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch
         if step % 250 == 0 or step == steps:
             log(f"step {step}/{steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f} s)")
     model.eval()
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (file_name + ".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    cfg_tmp = out / (Path(file_name).stem + ".json.tmp")
-    cfg_tmp.write_text(json.dumps({"config": model.config}) + "\n")
-    cfg_tmp.replace((out / file_name).with_suffix(".json"))
-    tmp.replace(out / file_name)
-    detect = probe_detector(out, kind)
+
+
+def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch_size: int = 16, lr: float = 2e-3, seed: int = 0,
+                num_characters: int = 240, clips: int = 2, frames_per_clip: int = 8, val_characters: int = 40,
+                log=print) -> dict:  # fmt: skip
+    """Train a ``kind`` probe on train-split lab frames and write its safetensors and JSON (config,
+    command, accuracy on held-out characters and motions) to ``output``."""
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    file_name, num_points, _, _, flip_pairs = KINDS[kind]
+    images, bodies = _sample_frames("train", num_characters, clips, frames_per_clip, seed, kind)
+    val_images, val_bodies = _sample_frames("heldout", val_characters, 1, 6, seed + 1, kind)
+    log(f"{len(images)} training frames, {len(val_images)} held-out frames ({time.perf_counter() - t0:.0f} s)")
+    model = PoseProbe(num_points=num_points)
+    gen = torch.Generator().manual_seed(seed)
+    data = _to_input(images)
+
+    def batch_loss() -> torch.Tensor:
+        idx = torch.randint(len(images), (batch_size,), generator=gen)
+        x, body = augment(data[idx].clone(), bodies[idx.numpy()], gen, flip_pairs)
+        return F.mse_loss(model(x), torch.from_numpy(target_heatmaps(body))) * 100
+
+    fit(model, batch_loss, steps, lr, log, t0)
+    cfg_file = save_network(model, output, file_name)
+    detect = probe_detector(output, kind)
     blurred = _gaussian_blur(_to_input(val_images), torch.full((len(val_images),), 1.5))
     blurred_u8 = ((blurred.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     info = {
@@ -312,8 +339,7 @@ def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch
         "heldout": {"frames": len(val_images), "sharp": probe_accuracy(detect, val_images, val_bodies, kind),
                     "blurred_sigma_1.5": probe_accuracy(detect, blurred_u8, val_bodies, kind)},  # fmt: skip
     }
-    cfg_tmp.write_text(json.dumps(info, indent=1) + "\n")
-    cfg_tmp.replace((out / file_name).with_suffix(".json"))
+    write_json(cfg_file, info)
     log(json.dumps(info["heldout"]))
     return info
 
