@@ -20,6 +20,9 @@ def test_clip_states_are_what_the_renderer_drew():
     states = EP.clip_states(clip)
     assert states.shape == (48, 2) and states.min() >= 0 and states.max() <= 1
     np.testing.assert_array_equal(EP.clip_states(clip, slice(8, 20)), states[8:20])
+    # a clip rendered from a later start: its states are those of the same times of the motion
+    late = generate_clip(clip.character, clip.motion, num_frames=12, start_time=8 / clip.fps, framing="face")
+    np.testing.assert_allclose(EP.clip_states(late, start_time=8 / clip.fps), states[8:20], atol=1e-6)
     # the inner-lip gap of the exact landmarks grows with mouth_open (the drawing follows the state)
     gap = (clip.poses.face[:, 66, 1] - clip.poses.face[:, 62, 1])
     assert np.corrcoef(gap, states[:, 1])[0, 1] > 0.9

@@ -102,12 +102,12 @@ def state_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return {"eyes_state_err": float(err[0]), "mouth_state_err": float(err[1])}
 
 
-def clip_states(clip, frames: slice | np.ndarray | None = None) -> np.ndarray:
+def clip_states(clip, frames: slice | np.ndarray | None = None, start_time: float = 0.0) -> np.ndarray:
     """The exact ``[T, 2]`` (eye_open, mouth_open) of a :class:`~animate_anyone.lab.generate.LabClip`
-    (rendered from time 0, as :func:`generate_clip` does by default), optionally of some frames."""
+    rendered from ``start_time`` (the value given to :func:`generate_clip`), optionally of some frames."""
     from .motion import motion_state
 
-    state = motion_state(clip.motion, np.arange(len(clip.frames)) / clip.fps)
+    state = motion_state(clip.motion, start_time + np.arange(len(clip.frames)) / clip.fps)
     out = np.stack([np.clip(state.eye_open, 0, 1), np.clip(state.mouth_open, 0, 1)], 1).astype(np.float32)
     return out if frames is None else out[frames]
 
@@ -122,7 +122,6 @@ def _sample_portraits(split: str, num_characters: int, clips: int, frames_per_cl
     talk clips per character, drawn with extra weight on blinking and speaking frames (blinks
     close the eyes in roughly one frame in ten)."""
     from .generate import generate_clip
-    from .motion import motion_state
     from .split import character_ids, clip_motion
 
     rng = np.random.default_rng(seed)
@@ -132,8 +131,7 @@ def _sample_portraits(split: str, num_characters: int, clips: int, frames_per_cl
             start = float(rng.uniform(0, 4))
             clip = generate_clip(cid, clip_motion(cid, k, split, ("talk",)), num_frames=frames_per_clip * 6, width=SIZE,
                                  height=SIZE, view_seed=k, start_time=start, framing="face")  # fmt: skip
-            st = motion_state(clip.motion, start + np.arange(len(clip.frames)) / clip.fps)
-            s = np.stack([np.clip(st.eye_open, 0, 1), np.clip(st.mouth_open, 0, 1)], 1)
+            s = clip_states(clip, start_time=start)
             w = 1.0 + 4.0 * (1.0 - s[:, 0]) + 1.0 * s[:, 1]
             pick = np.sort(rng.choice(len(clip.frames), frames_per_clip, replace=False, p=w / w.sum()))
             images.append(clip.frames[pick])
