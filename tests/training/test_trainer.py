@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from animate_anyone.errors import ConfigError, InputError
 from animate_anyone.training import config_from_dict, load_config
-from animate_anyone.training.trainer import Trainer, list_checkpoints, min_snr_weights
+from animate_anyone.training.trainer import Trainer, list_checkpoints, min_snr_weights, pupil_loss_weights
 
 from .synthetic import MovingSquares
 
@@ -50,6 +50,10 @@ def test_strict_config_rejects_unknown_and_mistyped_keys(tmp_path):
         config_from_dict({"stage": "image", "model": {"vae_decoder_only": True}})
     with pytest.raises(ConfigError, match="non-negative"):
         config_from_dict({"stage": "vae", "model": {"vae_latent_noise": -0.5}})
+    with pytest.raises(ConfigError, match="needs model.reenact"):
+        config_from_dict({"noise": {"eye_loss_weight": 4.0}})
+    with pytest.raises(ConfigError, match="eye_loss_weight must be non-negative"):
+        config_from_dict({"model": {"reenact": True}, "noise": {"eye_loss_weight": -1.0}})
 
 
 def test_yaml_config_overrides_and_relative_paths(tmp_path):
@@ -205,6 +209,51 @@ def test_reenact_training_from_a_body_model(tmp_path):
 
     src = load_pipeline(body).model.pose_guider.state_dict()
     assert all(torch.equal(v, tr.pipe.model.pose_guider.state_dict()[k]) for k, v in src.items())
+
+
+def test_pupil_loss_weights_mark_the_latent_cells_of_the_eyes():
+    from animate_anyone.pose.face import draw_face_maps
+
+    points = np.zeros((70, 3), np.float32)
+    points[:, :2] = (64, 40)  # every landmark on the forehead ...
+    points[:, 2] = 1
+    points[68, :2], points[69, :2] = (44, 52), (84, 52)  # ... but the pupils
+    points[48:68, :2] = (64, 100)  # and the mouth (blanked from the upper map)
+    upper, _ = draw_face_maps(points, 128, 128)
+    maps = torch.from_numpy(upper).permute(2, 0, 1)[None, :, None].float() / 255  # (1, 3, 1, 128, 128)
+    w = pupil_loss_weights(maps.repeat(1, 1, 2, 1, 1), (16, 16), 4.0)
+    assert w.shape == (1, 1, 2, 16, 16) and torch.equal(w[:, :, 0], w[:, :, 1])
+    marked = {(int(y), int(x)) for y, x in torch.nonzero(w[0, 0, 0] == 5)}
+    around = lambda cy, cx: {(cy + dy, cx + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}  # noqa: E731
+    assert marked == around(6, 5) | around(6, 10)  # the cells of (44, 52) and (84, 52) and their neighbours
+    assert set(torch.unique(w).tolist()) == {1.0, 5.0}
+    green_only = maps.clone()
+    green_only[:, 0] = 0  # the same map without yellow: no pupil, no weight
+    assert torch.equal(pupil_loss_weights(green_only, (16, 16), 4.0), torch.ones(1, 1, 1, 16, 16))
+
+
+def test_eye_loss_weight_weighs_up_the_pupil_cells_of_the_loss(tmp_path):
+    class YellowSquares(MovingSquares):  # the square of the upper map drawn as a pupil would be
+        def __getitem__(self, index):
+            item = super().__getitem__(index)
+            item["poses"][2] = 0
+            return item
+
+    def loss(tr, weight):
+        tr.cfg.noise.eye_loss_weight = weight
+        torch.manual_seed(0)
+        return tr._denoise_loss(batch, uncond=False).item()
+
+    cfg = _cfg(tmp_path, model={"reenact": True}, noise={"eye_loss_weight": 4.0, "snr_gamma": None})
+    tr = Trainer(cfg, dataset=YellowSquares(face=True), cpu=True)
+    batch = tr._batch(0, 0)
+    assert loss(tr, 4.0) > 1.05 * loss(tr, 0.0)
+    white = Trainer(cfg, dataset=MovingSquares(face=True), cpu=True)  # white squares: no pupils
+    batch = white._batch(0, 0)
+    assert loss(white, 4.0) == loss(white, 0.0)
+    with pytest.warns(UserWarning, match="no pupil"):  # ten batches without pupils in a row: said once
+        for _ in range(9):
+            loss(white, 4.0)
 
 
 def test_bad_samples_are_skipped_and_all_bad_stops_cleanly(tmp_path):

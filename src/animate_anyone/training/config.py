@@ -51,6 +51,7 @@ class NoiseSection:
     snr_gamma: float | None = 5.0  # min-SNR weighting; null = plain MSE
     noise_offset: float = 0.05
     uncond_ratio: float = 0.1  # probability that a whole batch is unconditional (no reference, blank CLIP input)
+    eye_loss_weight: float = 0.0  # reenact: the loss counts (1 + this) on latent cells at and next to the pupils
 
 
 @dataclass
@@ -100,6 +101,10 @@ class TrainConfig:
             raise ConfigError(f"model.vae_latent_noise must be non-negative, got {self.model.vae_latent_noise}")
         if self.stage != "vae" and (self.model.vae_decoder_only or self.model.vae_latent_noise):
             raise ConfigError("model.vae_decoder_only and model.vae_latent_noise apply to the vae stage only")
+        if self.noise.eye_loss_weight < 0:
+            raise ConfigError(f"noise.eye_loss_weight must be non-negative, got {self.noise.eye_loss_weight}")
+        if self.noise.eye_loss_weight and not (self.model.reenact and self.stage in ("image", "video")):
+            raise ConfigError("noise.eye_loss_weight needs model.reenact: true (the pupils are read from the upper face map)")
         if self.stage == "video" and not 1 <= self.data.num_frames <= 32:
             raise ConfigError("data.num_frames must be between 1 and 32 (the motion modules' position table)")
 
