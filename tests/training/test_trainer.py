@@ -239,19 +239,17 @@ def test_eye_loss_weight_weighs_up_the_pupil_cells_of_the_loss(tmp_path):
             item["poses"][2] = 0
             return item
 
-    def loss(tr, weight):
+    def loss(tr, weight):  # the same batch and noise every time
         tr.cfg.noise.eye_loss_weight = weight
         torch.manual_seed(0)
-        return tr._denoise_loss(batch, uncond=False).item()
+        return tr._denoise_loss(tr._batch(0, 0), uncond=False).item()
 
     cfg = _cfg(tmp_path, model={"reenact": True}, noise={"eye_loss_weight": 4.0, "snr_gamma": None})
     tr = Trainer(cfg, dataset=YellowSquares(face=True), cpu=True)
-    batch = tr._batch(0, 0)
     assert loss(tr, 4.0) > 1.05 * loss(tr, 0.0)
     white = Trainer(cfg, dataset=MovingSquares(face=True), cpu=True)  # white squares: no pupils
-    batch = white._batch(0, 0)
     assert loss(white, 4.0) == loss(white, 0.0)
-    with pytest.warns(UserWarning, match="no pupil"):  # ten batches without pupils in a row: said once
+    with pytest.warns(UserWarning, match="no pupil"):  # the tenth batch in a row without pupils
         for _ in range(9):
             loss(white, 4.0)
 

@@ -104,7 +104,8 @@ class TrainConfig:
         if self.noise.eye_loss_weight < 0:
             raise ConfigError(f"noise.eye_loss_weight must be non-negative, got {self.noise.eye_loss_weight}")
         if self.noise.eye_loss_weight and not (self.model.reenact and self.stage in ("image", "video")):
-            raise ConfigError("noise.eye_loss_weight needs model.reenact: true (the pupils are read from the upper face map)")
+            raise ConfigError("noise.eye_loss_weight needs model.reenact: true and the image or video stage "
+                              "(the pupils are read from the upper face map)")
         if self.stage == "video" and not 1 <= self.data.num_frames <= 32:
             raise ConfigError("data.num_frames must be between 1 and 32 (the motion modules' position table)")
 

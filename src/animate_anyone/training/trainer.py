@@ -128,9 +128,11 @@ def pupil_loss_weights(upper: torch.Tensor, latent_hw: tuple[int, int], extra: f
     holds a pupil of the upper face maps ``upper`` ``(b, 3, f, H, W)`` in [0, 1], or touches one
     (3×3 cells), 1 elsewhere. The maps mark the pupils with yellow (255, 255, 0) dots and every other
     landmark with green (0, 255, 0) ones (:mod:`animate_anyone.pose.face`)."""
+    from ..pose.face import PUPIL_COLOR
+
     b, _, f, H, W = upper.shape
-    r, g, blue = upper.unbind(1)
-    pupil = ((r > 0.25) & (g > 0.25) & (blue < 0.25)).float().flatten(0, 1)[:, None]  # (b*f, 1, H, W)
+    colour = torch.tensor(PUPIL_COLOR, dtype=upper.dtype, device=upper.device).view(1, 3, 1, 1, 1) / 255
+    pupil = ((upper - colour).abs() < 0.75).all(1).float().flatten(0, 1)[:, None]  # (b*f, 1, H, W)
     cells = F.adaptive_max_pool2d(pupil, latent_hw)
     cells = F.max_pool2d(cells, 3, stride=1, padding=1)
     return (1 + extra * cells).unflatten(0, (b, f)).transpose(1, 2)
@@ -213,7 +215,7 @@ class Trainer:
         if len(self.dataset) == 0:
             raise InputError("the training dataset is empty")
         self._bad: set[int] = set()
-        self._batches_without_pupils: int | None = 0
+        self._batches_without_pupils = 0
         self.noise_scheduler = make_noise_scheduler(cfg)
         self.step = 0
 
@@ -396,12 +398,10 @@ class Trainer:
         err = F.mse_loss(pred.float(), target.float(), reduction="none")
         if cfg.noise.eye_loss_weight:  # the eyes are a cell or two of the latent: weigh them up
             weights = pupil_loss_weights(pose.float(), tuple(err.shape[-2:]), cfg.noise.eye_loss_weight)
-            if self._batches_without_pupils is not None:  # say so once if the maps have no pupils
-                self._batches_without_pupils = None if bool((weights > 1).any()) else self._batches_without_pupils + 1
-                if self._batches_without_pupils == 10:
-                    self._batches_without_pupils = None
-                    warnings.warn("noise.eye_loss_weight: no pupil (yellow dot) in the upper face maps of 10 "
-                                  "training batches in a row; the loss is unweighted there", stacklevel=2)
+            self._batches_without_pupils = 0 if bool((weights > 1).any()) else self._batches_without_pupils + 1
+            if self._batches_without_pupils == 10:  # maps drawn without pupils: the option does nothing
+                warnings.warn("noise.eye_loss_weight: no pupil (yellow dot) in the upper face maps of 10 "
+                              "training batches in a row; the loss is unweighted there", stacklevel=2)
             err = err * weights
         per_sample = err.mean(dim=(1, 2, 3, 4))
         if cfg.noise.snr_gamma:
