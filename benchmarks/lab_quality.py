@@ -8,6 +8,8 @@ ground truth; their exact keypoints, drawn as pose maps, drive the model. Printe
 * PSNR and L1 over the **character region**: the pixels covered by the character in the ground-truth
   frame or in the reference (the lab's exact masks, grown by 2 px). A lab clip is mostly static
   background, which whole-frame scores reward copying; this region is where animation happens;
+* the same whole-frame SSIM / PSNR split by the reference's background (repeating fine pattern or
+  smooth), with paired model − copy differences;
 * pose fidelity, PCK@0.1 of the body pose re-detected in the frames, by two detectors:
   the **lab pose probe** (``animate_anyone.lab.pose_probe``, trained on train-split lab frames with
   exact keypoints; the shipped weights) and **mediapipe** (the bundled general-purpose estimator,
@@ -47,6 +49,7 @@ from animate_anyone.demo import (
 )
 from animate_anyone.evaluation.pose_metrics import mask_region_fidelity
 from animate_anyone.evaluation.studies import study_detector
+from animate_anyone.lab.background import PATTERNED_BACKGROUNDS
 
 DETECTORS = {"probe": "lab-probe", "mediapipe": "mediapipe"}  # column name -> study_detector's name
 
@@ -126,10 +129,33 @@ def main(argv=None) -> int:
                  f"{_mean(rs, 'region_psnr'):.2f}", f"{_mean(rs, 'region_l1'):.4f}"]
         cells += [f"{_mean(rs, f'pck_{d}'):.3f}" for d in detectors]
         print(f"| {name} | " + " | ".join("–" if c == "nan" else c for c in cells) + " |")
+    print_background_groups(rows)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"settings": s, "rows": rows}, fh, indent=1, default=float)
     return 0
+
+
+def print_background_groups(rows: dict[str, list[dict]]) -> None:
+    """Model against copying, split by the reference's background: repeating fine patterns
+    (``PATTERNED_BACKGROUNDS``), which copying reproduces exactly and the model has to rebuild, and the
+    smooth rest; paired model − copy differences (mean ± standard error, sequences where the model is higher)."""
+    print("\n| background | sequences | SSIM model / copy / autoencoder | PSNR (dB) model / copy | "
+          "SSIM model − copy | PSNR model − copy |")
+    print("|---|---|---|---|---|---|")
+    for name, patterned in (("repeating pattern (" + ", ".join(PATTERNED_BACKGROUNDS) + ")", True), ("smooth (the rest)", False)):
+        idx = [i for i, r in enumerate(rows["model"]) if (r["background"] in PATTERNED_BACKGROUNDS) == patterned]
+        if not idx:
+            continue
+        cells = []
+        for key in ("ssim", "psnr"):
+            d = np.array([rows["model"][i][key] - rows["copy-reference"][i][key] for i in idx])
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            cells.append(f"{d.mean():+.3f} ± {se:.3f} ({int((d > 0).sum())}/{len(d)})")
+        sel = {m: [rows[m][i] for i in idx] for m in ("model", "copy-reference", "autoencoder")}
+        print(f"| {name} | {len(idx)} | {_mean(sel['model'], 'ssim'):.3f} / {_mean(sel['copy-reference'], 'ssim'):.3f} / "
+              f"{_mean(sel['autoencoder'], 'ssim'):.3f} | {_mean(sel['model'], 'psnr'):.2f} / "
+              f"{_mean(sel['copy-reference'], 'psnr'):.2f} | {cells[0]} | {cells[1]} |")
 
 
 def _mean(rows: list[dict], key: str) -> float:

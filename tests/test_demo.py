@@ -23,11 +23,13 @@ def random_tiny_weights(tmp_path_factory):
 
 
 def test_heldout_example_is_from_the_heldout_split():
+    from animate_anyone.lab.background import BACKGROUNDS
     from animate_anyone.lab.split import character_split
 
     ref, poses, gt, info = heldout_example(0, 64, 4, 2)
     assert ref.shape == (64, 64, 3) and poses.shape == gt.shape == (4, 64, 64, 3)
     assert character_split(info["character_id"]) == "heldout"
+    assert info["background"] in BACKGROUNDS  # lab_quality.py splits its scores by it
     assert poses.max() > 0 and not np.array_equal(gt[0], ref)
 
 

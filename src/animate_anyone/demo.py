@@ -62,7 +62,7 @@ def heldout_example(index: int, size: int, frames: int, gap: int):
 def example_parts(clip, sl: slice):
     """(reference image, pose maps, ground-truth frames, description) of a clip from :func:`heldout_clip`."""
     info = {"character_id": clip.meta["character_id"], "category": clip.character.category,
-            "motion": clip.meta["motion_id"]}  # fmt: skip
+            "motion": clip.meta["motion_id"], "background": clip.meta["background"]}  # fmt: skip
     return clip.frames[0], clip.pose_maps()[sl], clip.frames[sl], info
 
 

@@ -10,6 +10,9 @@ import colorsys
 import numpy as np
 
 BACKGROUNDS = ("plain", "gradient", "radial", "stripes", "checker", "dots", "noise", "floor")
+# Repeating fine patterns (a period of 6-20 % of the frame): static texture that copying the reference
+# reproduces exactly and a model has to rebuild from the reference; the others are smooth.
+PATTERNED_BACKGROUNDS = ("stripes", "checker", "dots")
 
 
 def _color(rng, sat=(0.05, 0.5), val=(0.45, 0.97)):
