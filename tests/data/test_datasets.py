@@ -137,6 +137,8 @@ def test_file_that_breaks_mid_epoch_is_replaced(lab, tmp_path):
     with pytest.warns(DataWarning, match=entries[1]["video_path"].split("/")[-1]):
         s = ds[1]
     assert int(s["index"]) == 2
+    again = ds[1]  # clip 1 now known bad: the stand-in is drawn exactly as on discovery
+    assert all(torch.equal(s[k], again[k]) for k in s)
     assert [int(ds[i]["index"]) for i in range(3)] == [0, 2, 2]
 
 

@@ -1,5 +1,6 @@
 """Training loop: strict configs, what each stage trains, exact resume after SIGKILL, 2 processes."""
 
+import json
 import os
 import signal
 import subprocess
@@ -58,8 +59,9 @@ def test_strict_config_rejects_unknown_and_mistyped_keys(tmp_path):
 
 def test_yaml_config_overrides_and_relative_paths(tmp_path):
     (tmp_path / "c.yaml").write_text("stage: video\ndata:\n  meta: data/meta.json\n  num_frames: 8\n")
-    cfg = load_config(tmp_path / "c.yaml", ["max_steps=5", "data.width=256", "noise.snr_gamma=null"])
-    assert cfg.stage == "video" and cfg.max_steps == 5 and cfg.data.width == 256
+    cfg = load_config(tmp_path / "c.yaml", ["max_steps=5", "data.width=256", "noise.snr_gamma=null",
+                                            "mixed_precision=no"])  # YAML 1.1 reads a bare no as false
+    assert cfg.stage == "video" and cfg.max_steps == 5 and cfg.data.width == 256 and cfg.mixed_precision == "no"
     assert cfg.noise.snr_gamma is None
     assert cfg.data.meta == [str(tmp_path / "data" / "meta.json")]
     with pytest.raises(ConfigError, match="not found"):
@@ -260,6 +262,59 @@ def test_bad_samples_are_skipped_and_all_bad_stops_cleanly(tmp_path):
     with pytest.raises(InputError, match="unreadable"):
         Trainer(_cfg(tmp_path, output_dir=str(tmp_path / "r2")), dataset=MovingSquares(n=2, bad=(0, 1)),
                 cpu=True).train()
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return {f"{c}.{k}": v for c in ("denoising_unet", "reference_unet", "pose_guider")
+            for k, v in load_file(run / "final" / c / "model.safetensors").items()}
+
+
+def test_data_workers_give_the_same_batches_and_weights(tmp_path):
+    """Batches assembled in worker processes are those of the training process, in order, and a
+    bad sample is reported once however many workers meet it."""
+    runs = {}
+    for workers in (0, 2):
+        cfg = _cfg(tmp_path, output_dir=str(tmp_path / f"w{workers}"), max_steps=4,
+                   data={"width": 64, "height": 64, "num_workers": workers},
+                   optim={"lr": 1e-3, "gradient_accumulation_steps": 2})
+        with pytest.warns(UserWarning, match="skipping training sample 1") as caught:
+            Trainer(cfg, dataset=MovingSquares(bad=(1,)), cpu=True).train()
+        assert sum("skipping training sample 1" in str(w.message) for w in caught) == 1
+        runs[workers] = _weights(tmp_path / f"w{workers}")
+    assert not all(torch.equal(v, runs[0][k]) for k, v in _weights_at_init(tmp_path).items())
+    for k, v in runs[0].items():
+        torch.testing.assert_close(runs[2][k], v, rtol=0, atol=0, msg=k)
+
+
+def _weights_at_init(tmp_path) -> dict[str, torch.Tensor]:
+    cfg = _cfg(tmp_path, output_dir=str(tmp_path / "init"), max_steps=1)
+    tr = Trainer(cfg, dataset=MovingSquares(), cpu=True)
+    tr.export()
+    return _weights(tmp_path / "init")
+
+
+def test_worker_errors_arrive_as_one_line(tmp_path):
+    cfg = _cfg(tmp_path, data={"width": 64, "height": 64, "num_workers": 2})
+    with pytest.warns(UserWarning), pytest.raises(InputError, match="^every training sample is unreadable"):
+        Trainer(cfg, dataset=MovingSquares(n=2, bad=(0, 1)), cpu=True).train()
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resume_finishes_the_same(tmp_path):
+    full = _cfg(tmp_path, output_dir=str(tmp_path / "full"), max_steps=3, checkpoint_every=10)
+    Trainer(full, dataset=MovingSquares(), cpu=True).train()
+    cut = _cfg(tmp_path, output_dir=str(tmp_path / "cut"), max_steps=3, checkpoint_every=10, max_minutes=1e-6)
+    Trainer(cut, dataset=MovingSquares(), cpu=True).train()
+    assert [s for s, _ in list_checkpoints(tmp_path / "cut")] == [1]  # stopped after its first step
+    assert json.loads((tmp_path / "cut" / "final" / "training.json").read_text())["step"] == 1
+    more = _cfg(tmp_path, output_dir=str(tmp_path / "cut"), max_steps=3, checkpoint_every=10)
+    Trainer(more, dataset=MovingSquares(), cpu=True).train(resume=True)
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+    with pytest.raises(ConfigError, match="max_minutes"):
+        _cfg(tmp_path, max_minutes=0)
+    with pytest.raises(ConfigError, match="num_workers"):
+        _cfg(tmp_path, data={"num_workers": -1})
 
 
 def test_existing_checkpoints_need_resume(tmp_path):

@@ -279,9 +279,13 @@ class _ClipSource(Dataset):
             i = (int(index) + k) % n
             if self._bad[i]:
                 continue
+            state = rng.bit_generator.state
             try:
                 return self.sample(i, rng)
             except InputError as exc:
+                # the next clip draws as if this one had been known bad: what this process (or data
+                # worker) has learnt about bad clips never changes the samples of a step
+                rng.bit_generator.state = state
                 self._bad[i] = True
                 self._report(self.entries[i], str(exc))
         raise InputError(f"no readable clips left ({len(self.skipped)} skipped; last: {self.skipped[-1][1]})")

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--sequential-cfg", action="store_true", help="lower memory: guidance halves one after another")
     p.add_argument("--offload", action="store_true", help="lower GPU memory: components visit the GPU only when used")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the denoising UNet with torch.compile first: minutes of compiling, then "
+                        "faster steps (long videos; docs/performance.md)")
     p.add_argument("--decode-chunk-size", type=int, default=4, help="frames per VAE decode call (lower: less GPU memory)")
     p.add_argument("--fps", type=float, default=None, help="default: the pose video's frame rate")
     p.add_argument("--grid", action="store_true", help="also write OUTPUT_grid.mp4: reference | pose | result")
@@ -105,6 +108,8 @@ def run_animate(args: argparse.Namespace) -> int:
     dtype = getattr(torch, DTYPES[dtype_name])
     pipe = load_pipeline(args.weights, device=device, dtype=dtype)
     pipe.to(offload=args.offload)
+    if args.compile:
+        pipe.compile()
     try:
         result = pipe(
             ref, poses[:num_frames], width=args.width, height=args.height, num_frames=num_frames,

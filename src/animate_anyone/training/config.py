@@ -41,6 +41,7 @@ class DataSection:
     in_memory: bool = True  # decode every clip once (lab-sized data)
     vae_crop: int = 0  # vae stage: train on random square crops of this size (0 = whole frames)
     split: str | None = None  # only meta entries of this split (lab meta files mark "train"/"heldout"); null = all
+    num_workers: int = 0  # processes that assemble batches ahead of the step (0 = the training process itself)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class TrainConfig:
     output_dir: str = "runs/train"
     seed: int = 12580
     max_steps: int = 1000
+    max_minutes: float | None = None  # also stop (checkpoint, export) once this much training time has passed
     batch_size: int = 4
     mixed_precision: str = "no"  # "no", "fp16", "bf16"
     checkpoint_every: int = 200
@@ -95,6 +97,10 @@ class TrainConfig:
         for name in ("max_steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.data.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be 0 or more, got {self.data.num_workers}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
         if self.data.width % 8 or self.data.height % 8:
             raise ConfigError(f"data.width/height must be multiples of 8, got {self.data.width}x{self.data.height}")
         if self.model.vae_latent_noise < 0:
@@ -161,6 +167,8 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected {hint.__name__}, got {value!r}")
         return hint(value)
     if hint is str:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no/yes/off/on as a boolean (mixed_precision: no)
+            value = "no" if value is False else "yes"
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value

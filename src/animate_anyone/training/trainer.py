@@ -88,8 +88,8 @@ class EMA:
 
     @torch.no_grad()
     def update(self, params: dict[str, nn.Parameter]) -> None:
-        for n, p in params.items():
-            self.shadow[n].lerp_(p.detach().float(), 1 - self.decay)
+        names = list(params)  # one multi-tensor kernel instead of one per parameter (GPU launch overhead)
+        torch._foreach_lerp_([self.shadow[n] for n in names], [params[n].detach().float() for n in names], 1 - self.decay)
 
     @torch.no_grad()
     def copy_to(self, params: dict[str, nn.Parameter]) -> None:
@@ -182,6 +182,97 @@ def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# batches
+
+
+class BatchMaker:
+    """The batch of (step, micro-step) on one process: a pure function of the seed, the step, the
+    micro-step and the process index, so it can be assembled anywhere (the training process or a
+    data worker) and a resumed run sees the same batches. Unreadable samples are reported once and
+    skipped; every random draw is taken whether or not a sample is already known to be bad, so
+    what a process has learnt about bad samples never changes which samples come next."""
+
+    def __init__(self, dataset, seed: int, batch_size: int, process_index: int):
+        self.dataset, self.seed, self.batch_size, self.process_index = dataset, seed, batch_size, process_index
+        self.bad: set[int] = set()
+
+    def fetch(self, index: int, seed: int) -> dict[str, torch.Tensor] | None:
+        seed_everything(seed)  # datasets without ``get`` draw from the global generators
+        try:
+            if hasattr(self.dataset, "get"):
+                return self.dataset.get(index, np.random.default_rng(seed))
+            return self.dataset[index]
+        except (InputError, OSError, ValueError, EOFError) as exc:
+            if index not in self.bad:
+                warnings.warn(f"skipping training sample {index}: {exc}", stacklevel=2)
+                self.bad.add(index)
+            return None
+
+    def __call__(self, step: int, micro: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng(step_seed(self.seed, step, micro, self.process_index, 1))
+        items: list[dict[str, torch.Tensor]] = []
+        attempts = 0
+        n = len(self.dataset)
+        while len(items) < self.batch_size:
+            if len(self.bad) >= n:
+                raise InputError("every training sample is unreadable; see the warnings above")
+            index, seed = int(rng.integers(n)), int(rng.integers(1 << 62))
+            attempts += 1
+            if index not in self.bad:
+                item = self.fetch(index, seed)
+                if item is not None:
+                    items.append(item)
+            if attempts > 100 * self.batch_size + n:
+                raise InputError("could not assemble a training batch: too many unreadable samples")
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Batches of steps ``start``.. for ``torch.utils.data.DataLoader`` workers (item k = step
+    start + k // accum, micro-step k % accum). A worker's error travels back as a value and is
+    raised again in the training process with its own type and one-line message."""
+
+    def __init__(self, maker: BatchMaker, start: int, stop: int, accum: int):
+        self.maker, self.start, self.stop, self.accum = maker, start, stop, accum
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0) * self.accum
+
+    def __getitem__(self, k: int):
+        step, micro = divmod(k, self.accum)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                batch = self.maker(self.start + step, micro)
+            except (InputError, ConfigError) as exc:
+                batch = exc
+        return batch, [(str(w.message), w.category) for w in caught]
+
+
+def _batch_stream(maker: BatchMaker, start: int, stop: int, accum: int, workers: int, pin: bool):
+    """Yield ((step, micro), batch on CPU) for steps ``start``..``stop - 1``, assembled ahead in
+    ``workers`` processes (0: here, one at a time)."""
+    if workers <= 0:
+        for step in range(start, stop):
+            for micro in range(accum):
+                yield (step, micro), maker(step, micro)
+        return
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(maker, start, stop, accum), batch_size=None, shuffle=False, num_workers=workers,
+        pin_memory=pin, prefetch_factor=4, persistent_workers=False,
+    )  # fmt: skip
+    seen: set[str] = set()
+    for k, (batch, caught) in enumerate(loader):
+        for message, category in caught:  # each worker learns about bad samples on its own: say it once
+            if message not in seen:
+                seen.add(message)
+                warnings.warn(message, category, stacklevel=2)
+        if isinstance(batch, Exception):
+            raise batch
+        yield (start + k // accum, k % accum), batch
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 class Trainer:
@@ -214,7 +305,7 @@ class Trainer:
         self.dataset = dataset if dataset is not None else self._build_dataset()
         if len(self.dataset) == 0:
             raise InputError("the training dataset is empty")
-        self._bad: set[int] = set()
+        self.batches = BatchMaker(self.dataset, cfg.seed, cfg.batch_size, self.accelerator.process_index)
         self._batches_without_pupils = 0
         self.noise_scheduler = make_noise_scheduler(cfg)
         self.step = 0
@@ -308,37 +399,9 @@ class Trainer:
                 nn.init.zeros_(module.proj_out.bias)
 
     # ---- data --------------------------------------------------------------------------------
-    def _fetch(self, index: int, seed: int) -> dict[str, torch.Tensor] | None:
-        seed_everything(seed)
-        try:
-            if hasattr(self.dataset, "get"):
-                return self.dataset.get(index, np.random.default_rng(seed))
-            return self.dataset[index]
-        except (InputError, OSError, ValueError, EOFError) as exc:
-            if index not in self._bad:
-                warnings.warn(f"skipping training sample {index}: {exc}", stacklevel=2)
-                self._bad.add(index)
-            return None
-
     def _batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
-        acc = self.accelerator
-        rng = np.random.default_rng(step_seed(self.cfg.seed, step, micro, acc.process_index, 1))
-        items: list[dict[str, torch.Tensor]] = []
-        attempts = 0
-        n = len(self.dataset)
-        while len(items) < self.cfg.batch_size:
-            if len(self._bad) >= n:
-                raise InputError("every training sample is unreadable; see the warnings above")
-            index = int(rng.integers(n))
-            attempts += 1
-            if index in self._bad:
-                continue
-            item = self._fetch(index, int(rng.integers(1 << 62)))
-            if item is not None:
-                items.append(item)
-            if attempts > 100 * self.cfg.batch_size + n:
-                raise InputError("could not assemble a training batch: too many unreadable samples")
-        return {k: torch.stack([it[k] for it in items]).to(acc.device) for k in items[0]}
+        batch = self.batches(step, micro)
+        return {k: v.to(self.accelerator.device) for k, v in batch.items()}
 
     # ---- losses ------------------------------------------------------------------------------
     def _vae_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -508,7 +571,7 @@ class Trainer:
             return None
         from ..data.video_io import write_image, write_video
 
-        item = self._fetch(0, step_seed(self.cfg.seed, 0, 0, 0, 2))
+        item = self.batches.fetch(0, step_seed(self.cfg.seed, 0, 0, 0, 2))
         if item is None:
             return None
         to_u8 = lambda x: ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(1, 2, 0).numpy()  # noqa: E731
@@ -557,11 +620,33 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not acc.is_local_main_process,
                    desc=f"train ({cfg.stage})", dynamic_ncols=True, file=sys.stderr)
         accum = cfg.optim.gradient_accumulation_steps
+        stream = _batch_stream(self.batches, self.step, cfg.max_steps, accum, cfg.data.num_workers,
+                               pin=acc.device.type == "cuda")
+        deadline = None if cfg.max_minutes is None else time.monotonic() + 60 * cfg.max_minutes
+        try:
+            self._loop(stream, log, tb, bar, deadline)
+        finally:
+            stream.close()  # stops the data workers, if any
+        bar.close()
+        if cfg.stage == "vae" and not cfg.model.vae_decoder_only:  # a frozen encoder keeps its scale
+            self.calibrate_latent_scale()
+        out = self.export()
+        if cfg.validate_every >= 0:
+            self._safe_validate()
+        if tb is not None:
+            tb.close()
+        return out
+
+    def _loop(self, stream, log, tb, bar, deadline: float | None) -> None:
+        cfg, acc = self.cfg, self.accelerator
+        accum = cfg.optim.gradient_accumulation_steps
         t_last = time.perf_counter()
         while self.step < cfg.max_steps:
             losses = []
             for micro in range(accum):
-                batch = self._batch(self.step, micro)
+                where, batch = next(stream)
+                assert where == (self.step, micro), f"batch of {where} arrived at step {self.step}, micro-step {micro}"
+                batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
                 seed_everything(step_seed(cfg.seed, self.step, micro, acc.process_index, 3))
                 # whole-batch unconditional dropout, the same decision on every process
                 uncond = np.random.default_rng(step_seed(cfg.seed, self.step, micro, 4)).random() < cfg.noise.uncond_ratio
@@ -595,15 +680,16 @@ class Trainer:
                 self.save_checkpoint()
             if cfg.validate_every > 0 and self.step % cfg.validate_every == 0:
                 self._safe_validate()
-        bar.close()
-        if cfg.stage == "vae" and not cfg.model.vae_decoder_only:  # a frozen encoder keeps its scale
-            self.calibrate_latent_scale()
-        out = self.export()
-        if cfg.validate_every >= 0:
-            self._safe_validate()
-        if tb is not None:
-            tb.close()
-        return out
+            if deadline is not None and self.step < cfg.max_steps and self._out_of_time(deadline):
+                acc.print(f"time budget of {cfg.max_minutes:g} min used up at step {self.step}")
+                if self.step % cfg.checkpoint_every:
+                    self.save_checkpoint()
+                return
+
+    def _out_of_time(self, deadline: float) -> bool:
+        """The same answer on every process (they must stop at the same step)."""
+        late = torch.tensor([float(time.monotonic() >= deadline)], device=self.accelerator.device)
+        return bool(self.accelerator.gather(late).max().item() > 0)
 
 
 class _CsvLog:

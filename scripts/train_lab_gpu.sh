@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Train the lab demo model on one GPU in one sitting, from nothing: synthesise the lab data on every
+# CPU core, then the four configs/train/lab_gpu_*.yaml stages, each stopped by its share of the time
+# budget (`max_minutes`), then an fp16 export. Written for a 10-minute call on one H200; see
+# docs/training.md ("The demo model on a GPU").
+#
+#   bash scripts/train_lab_gpu.sh OUT [MINUTES]
+#
+# MINUTES (default 6) is the training time shared by the stages: autoencoder 20 %, its decoder on
+# noisy latents 5 %, stage 1 63 %, stage 2 12 %. Loading data and models adds about half a minute
+# per stage. OUT receives model.tar.part00, 01.. (the exported model folder, fp16, as a tar archive in
+# 15 MB parts: `cat model.tar.part* | tar -x`, then point `lab_quality.py --weights` or `demo
+# --weights` at model/), train.log and each stage's log.csv.
+# RUNS (default runs/gpu) holds the data and the runs; LAB_PARTS/LAB_CHARACTERS set the data size
+# (16 parts of 40 train characters, 2 clips each); PYTHON the interpreter (default python3);
+# MIXED_PRECISION (default bf16) the stages' mixed_precision.
+set -euo pipefail
+out=$(realpath -m "${1:?usage: train_lab_gpu.sh OUT [MINUTES]}")
+minutes=${2:-6}
+cd "$(dirname "$0")/.."
+root=$PWD
+runs=$(realpath -m "${RUNS:-runs/gpu}")
+parts=${LAB_PARTS:-16}
+characters=${LAB_CHARACTERS:-40}
+py=${PYTHON:-python3}
+export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+mkdir -p "$out" "$runs"
+log="$out/train.log"
+say() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$log"; }
+share() { $py -c "print(f\"{max($minutes * $1, 1e-4):.4g}\")"; }
+cli() { $py -m animate_anyone.cli "$@"; }
+
+say "python: $($py -c 'import torch, diffusers; print("torch", torch.__version__, "diffusers", diffusers.__version__, "cuda", torch.cuda.is_available())')"
+
+# 1. data: parts of distinct train characters (part k starts at character id 1000 k), in parallel
+if [ ! -f "$runs/lab/meta.json" ]; then
+    say "synthesising $parts x $characters characters on $(nproc) cores"
+    seq 0 $((parts - 1)) | xargs -P "$(nproc)" -I{} sh -c \
+        "$py -m animate_anyone.cli data synth -o '$runs/lab/part{}' --seed \$(({} * 1000)) \
+         --num-characters $characters --clips-per-character 2 --frames 32 --size 128 128 --split train \
+         --lossless --quiet"
+    $py - "$runs/lab" "$parts" <<'EOF'
+import json, sys
+from pathlib import Path
+root, parts = Path(sys.argv[1]), int(sys.argv[2])
+merged = []
+for k in range(parts):
+    for e in json.loads((root / f"part{k}" / "meta.json").read_text()):
+        for key in ("video_path", "kps_path", "pose_path"):
+            if e.get(key):
+                e[key] = f"part{k}/{e[key]}"
+        merged.append(e)
+(root / "meta.json").write_text(json.dumps(merged, indent=1))
+print(len(merged), "clips")
+EOF
+fi
+
+# 2. the stages (their configs name runs/gpu; the paths are set here so that RUNS can move them)
+stage() {  # stage CONFIG FRACTION [--set ...]
+    local config=$1 fraction=$2
+    shift 2
+    say "train $config for $(share "$fraction") min"
+    cli train "configs/train/$config" --set max_minutes="$(share "$fraction")" \
+        --set mixed_precision="${MIXED_PRECISION:-bf16}" "$@" 2>&1 \
+        | tr '\r' '\n' | grep -v -E 'it/s\]$|s/it\]$' | tee -a "$log" | tail -n 3
+    local name=${config%.yaml}
+    cp "$runs/${name#lab_gpu_}/log.csv" "$out/${name}.csv" 2>/dev/null || true
+}
+stage lab_gpu_vae.yaml 0.20 --set output_dir="$runs/vae" --set data.meta="$runs/lab/meta.json"
+stage lab_gpu_vae_decoder.yaml 0.05 --set output_dir="$runs/vae_decoder" --set data.meta="$runs/lab/meta.json" \
+    --set model.init_vae_from="$runs/vae/final/vae"
+stage lab_gpu_stage1.yaml 0.63 --set output_dir="$runs/stage1" --set data.meta="$runs/lab/meta.json" \
+    --set model.init_vae_from="$runs/vae/final/vae"
+stage lab_gpu_stage2.yaml 0.12 --set output_dir="$runs/stage2" --set data.meta="$runs/lab/meta.json" \
+    --set model.init_from="$runs/stage1/final"
+
+# 3. export: fp16, with the noise-tolerant decoder
+cli weights convert "$runs/stage2/final" "$runs/model" --fp16 --vae "$runs/vae_decoder/final/vae" | tee -a "$log"
+for s in vae vae_decoder stage1 stage2; do
+    cp "$runs/$s/final/training.json" "$runs/model/training_$s.json"
+done
+# the device tool brings back files of at most 16 MB: the archive comes in 15 MB parts
+tar -C "$runs" -cf - model | split -b 15M -d - "$out/model.tar.part"
+say "done: $(ls "$out"/model.tar.part* | wc -l) parts of model.tar in $out (cat them | tar -x)"
