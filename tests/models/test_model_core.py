@@ -245,20 +245,6 @@ def test_temporal_processor_gradients_match_sdpa(tiny_model):
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-5)
 
 
-def test_pose_features_enter_through_conv_in_without_hooks(tiny_model):
-    """Pose features are added by ``conv_in`` itself (no forward hook is registered per call, so a
-    compiled UNet sees them too), and conv_in keeps the state-dict keys of a plain Conv2d."""
-    unet = tiny_model.denoising_unet
-    g = torch.Generator().manual_seed(0)
-    x, e = torch.randn(1, 4, 2, 8, 8, generator=g), torch.randn(1, 1, 32, generator=g)
-    pose = torch.randn(1, unet.conv_in.out_channels, 2, 8, 8, generator=g)
-    with torch.no_grad():
-        plain, posed = unet(x, 10, e), unet(x, 10, e, pose_features=pose)
-    assert not torch.allclose(plain, posed)
-    assert unet.conv_in.residual is None and not unet.conv_in._forward_hooks
-    assert {k for k in unet.state_dict() if k.startswith("conv_in.")} == {"conv_in.weight", "conv_in.bias"}
-
-
 @pytest.mark.slow
 def test_compiled_denoiser_matches_eager_on_the_demo_model():
     """torch.compile (inductor) of the denoising UNet gives the eager video of the trained demo

@@ -105,18 +105,6 @@ def motion_module_paths(unet: nn.Module) -> list[str]:
     ]
 
 
-class PoseConvIn(nn.Conv2d):
-    """``conv_in`` that adds the pose features (same parameters and state-dict keys as the
-    ``nn.Conv2d`` it replaces). The denoising UNet sets ``residual`` for the length of one forward
-    call; unlike a forward hook registered inside that call, this is visible to ``torch.compile``."""
-
-    residual: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        out = super().forward(x)
-        return out if self.residual is None else out + self.residual
-
-
 class DenoisingUNet(UNetMotionModel):
     """3-D denoising UNet: SD UNet per frame + motion modules + pose features after ``conv_in``.
 
@@ -136,7 +124,6 @@ class DenoisingUNet(UNetMotionModel):
             for block in module.transformer_blocks:
                 block.attn1.set_processor(TemporalAttnProcessor())
                 block.attn2.set_processor(TemporalAttnProcessor())
-        self.conv_in.__class__ = PoseConvIn  # same parameters, adds the pose features
         self.reference_bank: ReferenceBank | None = None
 
     @classmethod
@@ -182,7 +169,7 @@ class DenoisingUNet(UNetMotionModel):
             raise ValueError(f"encoder_hidden_states has batch {encoder_hidden_states.shape[0]}, sample has {b}")
         # (b, tokens, dim) -> (b*f, tokens, dim): the spatial blocks see one row per frame
         encoder_hidden_states = encoder_hidden_states.repeat_interleave(f, dim=0)
-        residual = None
+        hook = None
         if pose_features is not None:
             if pose_features.shape[0] != b or pose_features.shape[2:] != (f, h, w):
                 raise ValueError(
@@ -190,13 +177,14 @@ class DenoisingUNet(UNetMotionModel):
                 )
             # (b, C0, f, h, w) -> (b*f, C0, h, w), the layout of conv_in's output
             residual = pose_features.transpose(1, 2).reshape(b * f, -1, h, w).to(sample.dtype)
+            hook = self.conv_in.register_forward_hook(lambda _m, _i, out: out + residual)
         if self.reference_bank is not None:
             self.reference_bank.num_frames = f
-        self.conv_in.residual = residual
         try:
             out = super().forward(sample, timestep, encoder_hidden_states, return_dict=return_dict, **kwargs)
         finally:
-            self.conv_in.residual = None
+            if hook is not None:
+                hook.remove()
         return out if return_dict else out[0]
 
 

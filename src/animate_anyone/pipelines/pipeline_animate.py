@@ -162,9 +162,10 @@ class AnimateAnyonePipeline:
     def compile(self, **options: Any) -> AnimateAnyonePipeline:
         """Compile the denoising UNet in place with ``torch.compile`` (inductor; ``options`` go to
         ``nn.Module.compile``). The first call then spends minutes compiling (about 3 on a 2-core
-        CPU for the small model) and later denoiser calls of the same shapes run faster (docs/
-        performance.md: 0.263 -> 0.214 s per step, small model at 128x128 on that CPU); the frames
-        agree with eager ones to about 1e-6. Worth it for long videos and repeated calls."""
+        CPU for the small model) and later denoiser calls of the same shapes run faster (0.263 ->
+        0.214 s per step for that model at 128x128 on that CPU: docs/performance.md); the frames
+        agree with eager ones to about 1e-6. Worth it only for long videos or many calls.
+        """
         self.model.denoising_unet.compile(**options)
         return self
 
