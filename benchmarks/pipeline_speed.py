@@ -25,8 +25,8 @@ reference code itself.
 ``--compile`` adds a third variant: ours with the denoising UNet compiled by ``torch.compile``
 (inductor; ``nn.Module.compile``, in place) — the fusion of the element-wise glue (norms,
 activations, casts, adds) that a GPU profile of a step shows as about 40 % of its time. Its
-warm-up call, which includes compiling, is reported as ``compile_s``, and the largest difference
-of its frames from the uncompiled call's as ``max_diff``. Random-weight models are badly
+warm-up call includes compiling (every row records its warm-up as ``warmup_s``); the largest
+difference of its frames from the uncompiled call's is ``max_diff``. Random-weight models are badly
 conditioned (the tiny preset's denoiser already differs by 1e-2 between fp32 and fp64 eager on one
 call), so there ``max_diff`` reaches 1e-1; on the trained demo model the compiled call matches
 eager within 2e-6 (``tests/models/test_model_core.py``, slow).
@@ -205,7 +205,7 @@ def time_calls(pipe, ref, poses, kwargs, args) -> dict:
         "reserved_mib": torch.cuda.max_memory_reserved() / 2**20 if cuda else float("nan"),
         "memory": "GPU allocated" if cuda else "process RSS",
         "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""),
-        "compile_s": warm_s, "video": np.asarray(warm, dtype=np.float32),
+        "warmup_s": warm_s, "video": np.asarray(warm, dtype=np.float32),
     }  # fmt: skip
 
 
@@ -232,7 +232,7 @@ def format_row(r: dict) -> str:
     if "speedup_vs_reference_style" in r:
         s += f" | ours {r['speedup_vs_reference_style']:.2f}x faster"
     if "max_diff" in r:
-        s += f" | warm-up incl. compiling {r['compile_s']:.1f} s, frames within {r['max_diff']:.1e} of eager"
+        s += f" | warm-up incl. compiling {r['warmup_s']:.1f} s, frames within {r['max_diff']:.1e} of eager"
     if "compiled_vs_reference_style" in r:
         s += f" | {r['compiled_vs_reference_style']:.2f}x faster than reference-style"
     return s
