@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sequential-cfg", action="store_true", help="lower memory: guidance halves one after another")
     p.add_argument("--offload", action="store_true", help="lower GPU memory: components visit the GPU only when used")
     p.add_argument("--compile", action="store_true",
-                   help="compile the denoising UNet with torch.compile first: minutes of compiling, then "
-                        "faster steps (for long videos only; docs/performance.md)")
+                   help="compile the denoising UNet with torch.compile first: minutes of compiling (less "
+                        "once inductor's disk cache holds the shapes), then faster steps (for long "
+                        "videos only; docs/performance.md)")
     p.add_argument("--decode-chunk-size", type=int, default=4, help="frames per VAE decode call (lower: less GPU memory)")
     p.add_argument("--fps", type=float, default=None, help="default: the pose video's frame rate")
     p.add_argument("--grid", action="store_true", help="also write OUTPUT_grid.mp4: reference | pose | result")

@@ -162,7 +162,8 @@ class AnimateAnyonePipeline:
     def compile(self, **options: Any) -> AnimateAnyonePipeline:
         """Compile the denoising UNet in place with ``torch.compile`` (inductor; ``options`` go to
         ``nn.Module.compile``). The first call then spends minutes compiling (about 3 on a 2-core
-        CPU for the small model) and later denoiser calls of the same shapes run faster (0.263 ->
+        CPU for the small model; under one in later processes on the same machine, which reuse
+        inductor's on-disk cache) and later denoiser calls of the same shapes run faster (0.263 ->
         0.214 s per step for that model at 128x128 on that CPU: docs/performance.md); the frames
         agree with eager ones to about 1e-6. Worth it only for long videos or many calls.
         """
