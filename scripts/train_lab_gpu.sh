@@ -14,8 +14,20 @@
 # RUNS (default runs/gpu) holds the data and the runs; LAB_PARTS/LAB_CHARACTERS set the data size
 # (16 parts of 40 train characters, 2 clips each); PYTHON the interpreter (default python3);
 # MIXED_PRECISION (default bf16) the stages' mixed_precision.
+# INIT_MODEL (a model folder this script exported before, unpacked) continues that model instead:
+# no autoencoder stages, stage 1 (85 % of MINUTES, fresh optimizer) and stage 2 (15 %) from its
+# weights, its autoencoder kept. So training can accumulate over several device calls, each
+# carrying the previous call's model.
 set -euo pipefail
 out=$(realpath -m "${1:?usage: train_lab_gpu.sh OUT [MINUTES]}")
+init=""
+if [ -n "${INIT_MODEL:-}" ]; then  # checked before any work is done
+    init=$(realpath -m "$INIT_MODEL")
+    if [ ! -d "$init/denoising_unet" ] || [ ! -d "$init/vae" ]; then
+        echo "error: INIT_MODEL=$INIT_MODEL is not a model folder exported by this script (no denoising_unet/ and vae/)" >&2
+        exit 2
+    fi
+fi
 minutes=${2:-6}
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -56,29 +68,44 @@ EOF
 fi
 
 # 2. the stages (their configs name runs/gpu; the paths are set here so that RUNS can move them)
-stage() {  # stage CONFIG FRACTION [--set ...]
-    local config=$1 fraction=$2
-    shift 2
+# A continuation writes its stages and model under a folder of its own, so an earlier call's runs
+# (or the model being continued) are never touched.
+work=$runs
+[ -n "$init" ] && work=$runs/continued-$(date +%Y%m%d-%H%M%S)
+stage() {  # stage CONFIG FRACTION NAME [--set ...]: trains into $work/NAME
+    local config=$1 fraction=$2 name=$3
+    shift 3
     say "train $config for $(share "$fraction") min"
-    cli train "configs/train/$config" --set max_minutes="$(share "$fraction")" \
-        --set mixed_precision="${MIXED_PRECISION:-bf16}" "$@" 2>&1 \
+    cli train "configs/train/$config" --set max_minutes="$(share "$fraction")" --set output_dir="$work/$name" \
+        --set mixed_precision="${MIXED_PRECISION:-bf16}" --set data.meta="$runs/lab/meta.json" "$@" 2>&1 \
         | tr '\r' '\n' | grep -v -E 'it/s\]$|s/it\]$' | tee -a "$log" | tail -n 3
-    local name=${config%.yaml}
-    cp "$runs/${name#lab_gpu_}/log.csv" "$out/${name}.csv" 2>/dev/null || true
+    cp "$work/$name/log.csv" "$out/${config%.yaml}.csv" 2>/dev/null || true
 }
-stage lab_gpu_vae.yaml 0.20 --set output_dir="$runs/vae" --set data.meta="$runs/lab/meta.json"
-stage lab_gpu_vae_decoder.yaml 0.05 --set output_dir="$runs/vae_decoder" --set data.meta="$runs/lab/meta.json" \
-    --set model.init_vae_from="$runs/vae/final/vae"
-stage lab_gpu_stage1.yaml 0.63 --set output_dir="$runs/stage1" --set data.meta="$runs/lab/meta.json" \
-    --set model.init_vae_from="$runs/vae/final/vae"
-stage lab_gpu_stage2.yaml 0.12 --set output_dir="$runs/stage2" --set data.meta="$runs/lab/meta.json" \
-    --set model.init_from="$runs/stage1/final"
+if [ -z "$init" ]; then
+    stage lab_gpu_vae.yaml 0.20 vae
+    stage lab_gpu_vae_decoder.yaml 0.05 vae_decoder --set model.init_vae_from="$work/vae/final/vae"
+    stage lab_gpu_stage1.yaml 0.63 stage1 --set model.init_vae_from="$work/vae/final/vae"
+    stage lab_gpu_stage2.yaml 0.12 stage2 --set model.init_from="$work/stage1/final"
+    stages="vae vae_decoder stage1 stage2"
+    vae_swap=(--vae "$work/vae_decoder/final/vae")
+else
+    say "continuing $init in $work (its autoencoder is kept)"
+    stage lab_gpu_stage1.yaml 0.85 stage1 --set model.init_from="$init" --set model.init_vae_from=null
+    stage lab_gpu_stage2.yaml 0.15 stage2 --set model.init_from="$work/stage1/final"
+    stages="stage1 stage2"
+    vae_swap=()
+fi
 
-# 3. export: fp16, with the noise-tolerant decoder
-cli weights convert "$runs/stage2/final" "$runs/model" --fp16 --vae "$runs/vae_decoder/final/vae" | tee -a "$log"
-for s in vae vae_decoder stage1 stage2; do
-    cp "$runs/$s/final/training.json" "$runs/model/training_$s.json"
+# 3. export: fp16, with the noise-tolerant decoder (a continued model already has it)
+cli weights convert "$work/stage2/final" "$work/model" --fp16 "${vae_swap[@]}" | tee -a "$log"
+for s in $stages; do
+    cp "$work/$s/final/training.json" "$work/model/training_$s.json"
 done
+if [ -n "$init" ]; then  # the earlier calls' records, prefixed once per continuation
+    for f in "$init"/*training_*.json; do
+        if [ -f "$f" ]; then cp "$f" "$work/model/previous_$(basename "$f")"; fi
+    done
+fi
 # the device tool brings back files of at most 16 MB: the archive comes in 15 MB parts
-tar -C "$runs" -cf - model | split -b 15M -d - "$out/model.tar.part"
+tar -C "$work" -cf - model | split -b 15M -d - "$out/model.tar.part"
 say "done: $(ls "$out"/model.tar.part* | wc -l) parts of model.tar in $out (cat them | tar -x)"

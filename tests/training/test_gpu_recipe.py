@@ -27,27 +27,65 @@ def test_lab_large_vae_preset_keeps_the_lab_latent_shape():
     assert n_large > 4 * n_small and 2 * n_large < 4e6  # fp16: well under the 20 MB shipping limit
 
 
-@pytest.mark.slow
-def test_gpu_recipe_runs_end_to_end_at_toy_size(tmp_path):
-    """The whole recipe on the CPU with two tiny data parts and a budget of one step per stage:
-    data, four stages, export; the archive parts unpack into a loadable model of that preset."""
-    env = dict(os.environ, LAB_PARTS="2", LAB_CHARACTERS="1", RUNS=str(tmp_path / "runs"), MIXED_PRECISION="no",
-               PYTHON=sys.executable, OMP_NUM_THREADS="1")
-    res = subprocess.run(["bash", str(ROOT / "scripts" / "train_lab_gpu.sh"), str(tmp_path / "out"), "0.001"],
-                         env=env, capture_output=True, text=True, timeout=1500)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    out = tmp_path / "out"
+def _recipe(out: Path, runs: Path, minutes: str, **env: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LAB_PARTS="2", LAB_CHARACTERS="1", RUNS=str(runs), MIXED_PRECISION="no",
+               PYTHON=sys.executable, OMP_NUM_THREADS="1", **env)
+    return subprocess.run(["bash", str(ROOT / "scripts" / "train_lab_gpu.sh"), str(out), minutes],
+                          env=env, capture_output=True, text=True, timeout=1500)
+
+
+def _unpack(out: Path, dest: Path) -> Path:
     parts = sorted(out.glob("model.tar.part*"))
     assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
-    assert {p.name for p in out.glob("*.csv")} == {f"lab_gpu_{s}.csv" for s in ("vae", "vae_decoder", "stage1", "stage2")}
-    unpack = tmp_path / "unpacked"
-    unpack.mkdir()
-    with open(unpack / "model.tar", "wb") as f:
+    dest.mkdir()
+    with open(dest / "model.tar", "wb") as f:
         for p in parts:
             f.write(p.read_bytes())
-    subprocess.run(["tar", "-xf", "model.tar"], cwd=unpack, check=True)
+    subprocess.run(["tar", "-xf", "model.tar"], cwd=dest, check=True)
+    return dest / "model"
+
+
+def test_gpu_recipe_refuses_a_continuation_folder_that_is_no_model_before_any_work(tmp_path):
+    (tmp_path / "not_a_model").mkdir()
+    res = _recipe(tmp_path / "out", tmp_path / "runs", "1", INIT_MODEL=str(tmp_path / "not_a_model"))
+    assert res.returncode == 2
+    assert "INIT_MODEL" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_gpu_recipe_runs_end_to_end_at_toy_size_and_continues(tmp_path):
+    """The whole recipe on the CPU with two tiny data parts and a budget of one step per stage:
+    data, four stages, export; the archive parts unpack into a loadable model of that preset.
+    Then a second call continues that model (INIT_MODEL): stages 1 and 2 only, its autoencoder kept."""
+    from safetensors.torch import load_file
+
     from animate_anyone.weights.layouts import load_pipeline
 
-    pipe = load_pipeline(unpack / "model")
+    runs = tmp_path / "runs"
+    res = _recipe(tmp_path / "out", runs, "0.001")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    out = tmp_path / "out"
+    assert {p.name for p in out.glob("*.csv")} == {f"lab_gpu_{s}.csv" for s in ("vae", "vae_decoder", "stage1", "stage2")}
+    first = _unpack(out, tmp_path / "unpacked")
+    pipe = load_pipeline(first)
     assert list(pipe.vae.config.block_out_channels) == get_preset("lab-large-vae").vae["block_out_channels"]
-    assert (unpack / "model" / "training_stage1.json").is_file()
+    assert (first / "training_stage1.json").is_file()
+
+    res = _recipe(tmp_path / "out2", runs, "0.001", INIT_MODEL=str(first))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "continuing" in (tmp_path / "out2" / "train.log").read_text()
+    assert {p.name for p in (tmp_path / "out2").glob("*.csv")} == {"lab_gpu_stage1.csv", "lab_gpu_stage2.csv"}
+    second = _unpack(tmp_path / "out2", tmp_path / "unpacked2")
+    load_pipeline(second)
+    names = {p.name for p in second.glob("*.json")}
+    assert {"training_stage1.json", "training_stage2.json", "previous_training_vae.json"} <= names
+    assert "training_vae.json" not in names
+    vae_files = sorted((first / "vae").glob("*.safetensors"))
+    assert vae_files
+    for f in vae_files:  # the autoencoder (with its noise-tolerant decoder) is carried over unchanged
+        a, b = load_file(f), load_file(second / "vae" / f.name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    unet_a = load_file(next((first / "denoising_unet").glob("*.safetensors")))
+    unet_b = load_file(next((second / "denoising_unet").glob("*.safetensors")))
+    assert any(not torch.equal(unet_a[k], unet_b[k]) for k in unet_a)  # and the denoiser trained on
