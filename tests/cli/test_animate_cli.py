@@ -76,6 +76,26 @@ def test_bad_inputs(inputs, moore_folder, tmp_path, capsys):
     _fails(_args(ref, pose, broken, out), capsys, tmp_path, "pose_guider.pth")
 
 
+def test_failed_compile_is_one_line_and_writes_nothing(inputs, moore_folder, tmp_path, capsys, monkeypatch):
+    """`--compile` where the compiler backend fails (as inductor does without a C++ compiler): Dynamo's
+    BackendCompilerFailed becomes one line on stderr, exit 2, no output file."""
+    import torch
+
+    from animate_anyone.pipelines.pipeline_animate import AnimateAnyonePipeline
+
+    def no_compiler(gm, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    compile_ = AnimateAnyonePipeline.compile
+    monkeypatch.setattr(AnimateAnyonePipeline, "compile", lambda self: compile_(self, backend=no_compiler))
+    ref, pose = inputs
+    try:
+        _fails(_args(ref, pose, moore_folder, tmp_path / "o.mp4", "--compile"), capsys, tmp_path,
+               "could not compile the denoising UNet (no C++ compiler found)")
+    finally:
+        torch._dynamo.reset()  # no compiled state leaks into later tests
+
+
 def test_zero_frame_video(inputs, moore_folder, tmp_path, capsys):
     import av
 

@@ -122,6 +122,11 @@ def run_animate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    except torch._dynamo.exc.BackendCompilerFailed as exc:  # only with --compile (e.g. no C++ compiler)
+        inner = getattr(exc, "inner_exception", None) or exc
+        reason = next((line for line in str(inner).splitlines() if line.strip()), type(inner).__name__)
+        raise InputError(f"--compile: torch.compile could not compile the denoising UNet ({reason}); "
+                         "run without --compile") from None
     frames = result.to_uint8()
     fps = args.fps or fps
     with contextlib.ExitStack() as stack:
