@@ -400,8 +400,10 @@ class Trainer:
 
     # ---- data --------------------------------------------------------------------------------
     def _batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
-        batch = self.batches(step, micro)
-        return {k: v.to(self.accelerator.device) for k, v in batch.items()}
+        return self._to_device(self.batches(step, micro))
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
 
     # ---- losses ------------------------------------------------------------------------------
     def _vae_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -646,7 +648,7 @@ class Trainer:
             for micro in range(accum):
                 where, batch = next(stream)
                 assert where == (self.step, micro), f"batch of {where} arrived at step {self.step}, micro-step {micro}"
-                batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
+                batch = self._to_device(batch)
                 seed_everything(step_seed(cfg.seed, self.step, micro, acc.process_index, 3))
                 # whole-batch unconditional dropout, the same decision on every process
                 uncond = np.random.default_rng(step_seed(cfg.seed, self.step, micro, 4)).random() < cfg.noise.uncond_ratio
