@@ -80,6 +80,32 @@ def test_bad_arguments_raise(tiny_pipe, kwargs):
         tiny_pipe(ref, poses, **{**base, **kwargs})
 
 
+def test_frame_size_check_matches_what_the_unets_can_run(tiny_pipe):
+    """check_frame_size refuses exactly the sizes whose group norms would fail deep inside the
+    reference pass (tiny preset, every size from 8 to 48 in steps of 8)."""
+    from animate_anyone.pipelines import pipeline_animate
+
+    ref, poses = _inputs(2)
+    unet = tiny_pipe.model.config.unet
+    refused = []
+    for w in range(8, 56, 8):
+        for h in range(8, 56, 8):
+            try:
+                pipeline_animate.check_frame_size(unet, w, h)
+            except ValueError as exc:
+                assert "too small for this model" in str(exc) and "at least 40x40" in str(exc)
+                refused.append((w, h))
+                with pytest.MonkeyPatch.context() as mp:  # without the check, PyTorch fails inside
+                    mp.setattr(pipeline_animate, "check_frame_size", lambda *a, **k: None)
+                    with pytest.raises(ValueError, match="value per channel"):
+                        tiny_pipe(ref, poses, width=w, height=h, num_inference_steps=1, progress=False)
+            else:
+                assert tiny_pipe(ref, poses, width=w, height=h, num_inference_steps=1,
+                                 progress=False).frames.shape == (2, h, w, 3)
+    assert (32, 32) in refused and (40, 40) not in refused and (48, 32) not in refused
+    pipeline_animate.check_frame_size(get_preset("sd15").unet, 8, 8)  # wide models have no such limit
+
+
 def test_strength_runs_the_tail_of_the_schedule_from_the_reference(tiny_pipe):
     ref, poses = _inputs(3)
     kw = dict(width=64, height=64, num_inference_steps=4, progress=False)

@@ -84,6 +84,31 @@ def check_call_arguments(num_pose_frames: int, width: int, height: int, num_fram
         raise ValueError(f"strength must be in (0, 1], got {strength}")
 
 
+def check_frame_size(unet: dict, width: int, height: int, vae_factor: int = 8) -> None:
+    """Raise ``ValueError`` when a frame is too small for the UNets' group norms.
+
+    Each down level halves the latent (rounding up). A group norm needs more than one value per
+    group, and a small model's deepest levels can be left with 1x1 maps and one channel per group
+    (the tiny presets below 40x40); PyTorch would fail deep inside the reference pass instead.
+    """
+    channels, groups = list(unet["block_out_channels"]), int(unet["norm_num_groups"])
+
+    def fits(w: int, h: int) -> bool:
+        h, w, c_in = h // vae_factor, w // vae_factor, channels[0]
+        for level, c in enumerate(channels):
+            if level:
+                h, w = -(-h // 2), -(-w // 2)
+            if h * w * min(c_in, c) // groups <= 1:  # a level's first norm sees the previous width
+                return False
+            c_in = c
+        return True
+
+    if not fits(width, height):
+        smallest = next(n for n in range(vae_factor, 100 * vae_factor, vae_factor) if fits(n, n))
+        raise ValueError(f"{width}x{height} is too small for this model: its deepest feature maps would hold one "
+                         f"value per normalisation group; use frames of at least {smallest}x{smallest}")
+
+
 @dataclass
 class AnimationOutput:
     """Result of a pipeline call.
@@ -192,6 +217,7 @@ class AnimateAnyonePipeline:
         check_call_arguments(len(pose_frames), width, height, num_frames, num_inference_steps, guidance_scale,
                              context_frames, context_overlap, compat, self.model.config.motion_max_seq_length,
                              strength)
+        check_frame_size(self.model.config.unet, width, height)
 
     @torch.no_grad()
     def encode_reference(self, ref_image: Image.Image, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
