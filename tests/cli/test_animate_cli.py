@@ -118,3 +118,64 @@ def test_real_pose_video_asset(moore_folder, tmp_path):
     assert main(argv) == 0
     video = read_video(out)
     assert len(video) == 6 and video.fps == pytest.approx(30)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from animate_anyone.models import get_preset
+    from animate_anyone.pipelines import AnimateAnyonePipeline
+    from animate_anyone.weights.layouts import save_pipeline
+
+    return save_pipeline(AnimateAnyonePipeline.from_config(get_preset("tiny"), seed=0),
+                         tmp_path_factory.mktemp("w") / "tiny")
+
+
+def test_settings_come_from_the_weights_folder_unless_a_flag_is_given(inputs, tiny_folder, tmp_path, capsys,
+                                                                      monkeypatch):
+    """A model folder's demo.json recommends its frame size, steps, guidance and context windows
+    (a lab model trained at 128x128 would otherwise run at the reference app's 512x768); every
+    flag still overrides, and a folder without the file gets the app's defaults."""
+    import json
+
+    from animate_anyone.pipelines.pipeline_animate import AnimateAnyonePipeline
+
+    calls = []
+    real_call = AnimateAnyonePipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return real_call(self, *args, **{**kwargs, "num_inference_steps": 1})  # keep the test fast
+
+    monkeypatch.setattr(AnimateAnyonePipeline, "__call__", spy)
+    ref, pose = inputs
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_folder, weights)
+    (weights / "demo.json").write_text(json.dumps({"settings": {
+        "size": 40, "steps": 7, "guidance": 1.0, "context_frames": 4, "context_overlap": 1, "frames": 99}}))
+    base = ["animate", "--ref", str(ref), "--pose", str(pose), "--weights", str(weights), "--quiet"]
+
+    assert main([*base, "-o", str(tmp_path / "a.mp4")]) == 0
+    assert "settings from" in capsys.readouterr().out
+    assert read_video(tmp_path / "a.mp4").size == (40, 40) and len(read_video(tmp_path / "a.mp4")) == 5
+    kw = calls[-1]
+    assert (kw["width"], kw["height"], kw["num_inference_steps"], kw["guidance_scale"]) == (40, 40, 7, 1.0)
+    assert (kw["context_frames"], kw["context_overlap"], kw["num_frames"]) == (4, 1, 5)
+
+    assert main([*base, "-o", str(tmp_path / "b.mp4"), "--width", "48", "--steps", "2", "--guidance-scale", "2"]) == 0
+    kw = calls[-1]
+    assert (kw["width"], kw["height"], kw["num_inference_steps"], kw["guidance_scale"]) == (48, 40, 2, 2.0)
+    assert read_video(tmp_path / "b.mp4").size == (48, 40)
+    assert ": height 40, context-frames 4, context-overlap 1 (" in capsys.readouterr().out  # only what came from the file
+
+    (weights / "demo.json").unlink()  # no recommendation: the reference app's defaults
+    assert main([*base, "-o", str(tmp_path / "c.mp4"), "--width", "40", "--height", "40"]) == 0
+    assert "settings from" not in capsys.readouterr().out
+    kw = calls[-1]
+    assert (kw["num_inference_steps"], kw["guidance_scale"], kw["context_frames"], kw["context_overlap"]) == (25, 3.5, 24, 4)
+
+    (weights / "demo.json").write_text('{"settings": {"guidance_scale": 1.0}}')  # a typo is an error, not a default
+    _fails([*base, "-o", str(tmp_path / "o.mp4")], capsys, tmp_path, "unknown setting 'guidance_scale'")
+    # a frame too small for the tiny UNet's group norms: one line naming the smallest usable size
+    (weights / "demo.json").unlink()
+    _fails([*base, "-o", str(tmp_path / "o.mp4"), "--width", "32", "--height", "32"], capsys, tmp_path,
+           "32x32 is too small for this model")

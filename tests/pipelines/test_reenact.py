@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from animate_anyone.cli import main
+from animate_anyone.data.video_io import read_video
 from animate_anyone.models import get_preset
 from animate_anyone.pipelines.pipeline_reenact import ReenactPipeline
 
@@ -52,6 +53,13 @@ def test_reenact_command(reenact_weights, tmp_path, capsys):
             "--context-overlap", "1", "--grid", "--quiet"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
     assert out.is_file() and (tmp_path / "out_grid.mp4").is_file()
+    # a weights folder's recommended settings (demo.json) fill the flags that are not given
+    (reenact_weights / "demo.json").write_text('{"settings": {"size": 48, "steps": 1, "context_frames": 4, '
+                                               '"context_overlap": 1}}')
+    out3 = tmp_path / "settings.mp4"
+    assert main([*args[:8], str(out3), "--num-frames", "4", "--quiet"]) == 0
+    assert "settings from" in capsys.readouterr().out and read_video(out3).size == (48, 48)
+    (reenact_weights / "demo.json").unlink()
     # bad input: a corrupt driving video, and an image without a face
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"junk")

@@ -1,5 +1,6 @@
 """scripts/train_lab_gpu.sh (the one-sitting GPU recipe for the lab demo model) and its preset."""
 
+import json
 import os
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def test_gpu_recipe_runs_end_to_end_at_toy_size_and_continues(tmp_path):
     Then a second call continues that model (INIT_MODEL): stages 1 and 2 only, its autoencoder kept."""
     from safetensors.torch import load_file
 
-    from animate_anyone.weights.layouts import load_pipeline
+    from animate_anyone.weights.layouts import load_pipeline, recommended_settings
 
     runs = tmp_path / "runs"
     res = _recipe(tmp_path / "out", runs, "0.001")
@@ -71,6 +72,8 @@ def test_gpu_recipe_runs_end_to_end_at_toy_size_and_continues(tmp_path):
     pipe = load_pipeline(first)
     assert list(pipe.vae.config.block_out_channels) == get_preset("lab-large-vae").vae["block_out_channels"]
     assert (first / "training_stage1.json").is_file()
+    # its recommended inference settings travel with it (lab size, guidance off)
+    assert recommended_settings(first) == {**recommended_settings(first), "size": 128, "guidance": 1.0, "context_frames": 8}
 
     res = _recipe(tmp_path / "out2", runs, "0.001", INIT_MODEL=str(first))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
@@ -81,6 +84,8 @@ def test_gpu_recipe_runs_end_to_end_at_toy_size_and_continues(tmp_path):
     names = {p.name for p in second.glob("*.json")}
     assert {"training_stage1.json", "training_stage2.json", "previous_training_vae.json"} <= names
     assert "training_vae.json" not in names
+    assert recommended_settings(second)["size"] == 128
+    assert f"INIT_MODEL={first}" in json.loads((second / "demo.json").read_text())["provenance"]["commands"][0]
     vae_files = sorted((first / "vae").glob("*.safetensors"))
     assert vae_files
     for f in vae_files:  # the autoencoder (with its noise-tolerant decoder) is carried over unchanged

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from animate_anyone.errors import ConfigError, InputError
+from animate_anyone.errors import ConfigError, InputError, WeightsError
 from animate_anyone.training import config_from_dict, load_config
 from animate_anyone.training.trainer import Trainer, list_checkpoints, min_snr_weights, pupil_loss_weights
 
@@ -120,6 +120,28 @@ def test_video_stage_trains_only_motion_modules(tmp_path):
     after = tr.pipe.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(".motion_modules." in k for k in changed)
+
+
+def test_exports_recommend_their_training_frame_size_and_clip_length(tmp_path):
+    """An exported model's demo.json recommends the frame size it was trained at (and, after a
+    video stage, context windows of its clip length), keeping the starting model's other settings;
+    a malformed demo.json in model.init_from stops the run before any training."""
+    from animate_anyone.weights.layouts import recommended_settings
+
+    first = Trainer(_cfg(tmp_path, max_steps=1, data={"width": 64, "height": 48}), dataset=MovingSquares(),
+                    cpu=True).train()
+    assert recommended_settings(first) == {"width": 64, "height": 48}
+    data = json.loads((first / "demo.json").read_text())
+    data["settings"].update(guidance=1.0, steps=12)  # e.g. written by hand after trying guidance scales
+    (first / "demo.json").write_text(json.dumps(data))
+    cfg = _cfg(tmp_path, stage="video", max_steps=1, output_dir=str(tmp_path / "video"),
+               model={"init_from": str(first)}, data={"width": 64, "height": 64, "num_frames": 8})
+    second = Trainer(cfg, dataset=MovingSquares(frames=3), cpu=True).train()
+    assert recommended_settings(second) == {"size": 64, "guidance": 1.0, "steps": 12, "context_frames": 8,
+                                            "context_overlap": 2}
+    (first / "demo.json").write_text('{"settings": {"guidance_scale": 1.0}}')
+    with pytest.raises(WeightsError, match="unknown setting"):
+        Trainer(cfg, dataset=MovingSquares(frames=3), cpu=True)
 
 
 def test_vae_stage_calibrates_the_latent_scale_and_stage1_adopts_it(tmp_path):

@@ -132,3 +132,45 @@ def test_convert_with_a_replacement_autoencoder(moore_folder, tmp_path, capsys):
     assert main(["weights", "convert", str(moore_folder), str(tmp_path / "n3"), "--vae", str(tmp_path / "nope")]) != 0
     assert "not a loadable autoencoder" in capsys.readouterr().err
     assert not (tmp_path / "n2").exists() and not (tmp_path / "n3").exists()
+
+
+def _tiny_native(folder):
+    from animate_anyone.models import get_preset
+    from animate_anyone.pipelines import AnimateAnyonePipeline
+    from animate_anyone.weights.layouts import save_pipeline
+
+    return save_pipeline(AnimateAnyonePipeline.from_config(get_preset("tiny"), seed=0), folder)
+
+
+def test_recommended_settings_are_checked_reported_and_converted(tmp_path, capsys):
+    import json
+
+    from animate_anyone.weights.layouts import recommended_settings
+
+    folder = _tiny_native(tmp_path / "tiny")
+    assert recommended_settings(folder) == {}
+    settings = {"size": 64, "steps": 3, "guidance": 1.0, "context_frames": 4, "frames": 6}
+    (folder / "demo.json").write_text(json.dumps({"settings": settings, "provenance": {"commands": ["x"]}}))
+    assert recommended_settings(folder) == settings
+    assert main(["weights", "check", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "recommended settings (demo.json" in out and "size 64, steps 3, guidance 1.0, context_frames 4" in out
+    assert "frames 6" not in out  # the demo clip's length is not an inference setting
+    # conversion carries the file over, byte for byte
+    converted = convert_weights(folder, tmp_path / "converted", dtype=torch.float16)
+    assert (converted / "demo.json").read_bytes() == (folder / "demo.json").read_bytes()
+
+    for bad, expect in [('{"settings": {"sise": 64}}', "unknown setting 'sise'"),
+                        ('{"settings": {"steps": "20"}}', "setting 'steps' must be an integer"),
+                        ('{"settings": {"size": true}}', "setting 'size' must be an integer"),
+                        ('{"settings": {"guidance": "high"}}', "setting 'guidance' must be a number"),
+                        ('{"settings": [1]}', "'settings' must be a JSON object"),
+                        ('{"settings": {', "unreadable JSON")]:
+        (folder / "demo.json").write_text(bad)
+        with pytest.raises(WeightsError, match=expect):
+            recommended_settings(folder)
+        assert main(["weights", "check", str(folder)]) == 1  # reported as a problem, not a crash
+        assert expect.split("'")[0] in capsys.readouterr().out
+    # a malformed file stops a conversion before anything is written
+    assert main(["weights", "convert", str(folder), str(tmp_path / "c2")]) == 2
+    assert "unreadable JSON" in capsys.readouterr().err and not (tmp_path / "c2").exists()

@@ -23,17 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-hands", action="store_true", help="with --driving: do not draw hands in the pose maps")
     p.add_argument("--weights", required=True, help="weights folder (Moore, MusePose or native layout)")
     p.add_argument("--output", "-o", required=True, help="output .mp4")
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--height", type=int, default=768)
+    add_setting_arguments(p, ANIMATE_DEFAULTS)
     p.add_argument("--num-frames", type=int, default=None, help="default: every pose frame")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps")
-    p.add_argument("--guidance-scale", type=float, default=3.5)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--strength", type=float, default=1.0,
-                   help="fraction of the DDIM schedule to run; below 1 every frame starts from the noised "
-                        "reference latent (keeps a static background; 1.0 = pure noise, as the reference code)")
-    p.add_argument("--context-frames", type=int, default=24)
-    p.add_argument("--context-overlap", type=int, default=4)
     p.add_argument("--wrap-around", action="store_true", help="let the last context window wrap to the start")
     p.add_argument("--compat", choices=["none", "moore"], default="none",
                    help="'moore': reproduce the reference implementation's long pipeline, quirks included")
@@ -51,6 +43,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-array", help="also save the float frames (frames, height, width, 3) in [0, 1] as .npy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_animate)
+
+
+# the reference implementation's app; a weights folder's demo.json may recommend others
+ANIMATE_DEFAULTS = {"width": 512, "height": 768, "steps": 25, "guidance_scale": 3.5, "context_frames": 24,
+                    "context_overlap": 4, "strength": 1.0}  # fmt: skip
+_SETTING_HELP = {
+    "width": ("--width", int, "frame width"),
+    "height": ("--height", int, "frame height"),
+    "steps": ("--steps", int, "DDIM steps"),
+    "guidance_scale": ("--guidance-scale", float, "classifier-free guidance scale (1 = off)"),
+    "context_frames": ("--context-frames", int, "frames per context window"),
+    "context_overlap": ("--context-overlap", int, "frames shared by neighbouring windows"),
+    "strength": ("--strength", float, "fraction of the DDIM schedule to run; below 1 every frame starts from the "
+                 "noised reference latent (keeps a static background; 1.0 = pure noise, as the reference code)"),
+}
+# demo.json key -> argument name
+_FROM_FILE = {"steps": "steps", "guidance": "guidance_scale", "context_frames": "context_frames",
+              "context_overlap": "context_overlap", "strength": "strength"}  # fmt: skip
+
+
+def add_setting_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
+    """The flags whose default a weights folder may recommend (its ``demo.json``)."""
+    for name, default in defaults.items():
+        flag, kind, text = _SETTING_HELP[name]
+        p.add_argument(flag, type=kind, default=None,
+                       help=f"{text} (default: the weights folder's demo.json setting, else {default:g})")
+
+
+def resolve_settings(args: argparse.Namespace, defaults: dict) -> str | None:
+    """Fill every setting flag the user left out: from the weights folder's recommended settings
+    (``demo.json``) where it has one, else from ``defaults``. Returns a line naming what came from
+    the folder, or None."""
+    from ..weights.layouts import SETTINGS_FILE, recommended_settings
+
+    rec = recommended_settings(args.weights)
+    offered = {"width": rec["size"], "height": rec["size"]} if "size" in rec else {}
+    offered.update({k: rec[k] for k in ("width", "height") if k in rec})
+    offered.update({arg: rec[key] for key, arg in _FROM_FILE.items() if key in rec})
+    taken = []
+    for name, default in defaults.items():
+        if getattr(args, name) is not None:
+            continue
+        if name in offered:
+            setattr(args, name, offered[name])
+            taken.append(name)
+        else:
+            setattr(args, name, default)
+    if not taken:
+        return None
+    both = "width" in taken and "height" in taken
+    shown = [f"{args.width}x{args.height}"] if both else []
+    shown += [f"{_SETTING_HELP[n][0].lstrip('-')} {getattr(args, n):g}" for n in taken if not both or n not in ("width", "height")]
+    return f"settings from {Path(args.weights) / SETTINGS_FILE}: {', '.join(shown)} (a flag overrides each)"
 
 
 def _grid(ref, poses, result, width, height):
@@ -78,6 +123,9 @@ def run_animate(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".mp4":
         raise InputError(f"{out}: output must be an .mp4 file")
+    from_weights = resolve_settings(args, ANIMATE_DEFAULTS)
+    if from_weights:
+        print(from_weights, flush=True)
     ref = read_image(args.ref)
     report_lines = []
     if args.pose and (args.ref_pose or args.dwpose_dir or args.no_align):

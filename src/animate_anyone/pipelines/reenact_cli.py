@@ -6,6 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli import add_setting_arguments, resolve_settings
+
+# the released reenactment model's resolution; a weights folder's demo.json may recommend others
+REENACT_DEFAULTS = {"width": 512, "height": 512, "steps": 20, "guidance_scale": 3.5, "context_frames": 24,
+                    "context_overlap": 4}  # fmt: skip
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reenact", help="face reenactment: animate a portrait with a driving video's face")
@@ -13,14 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--driving", required=True, help="driving video (a talking head)")
     p.add_argument("--weights", required=True, help="the reenactment weights folder (reenact/ of the release)")
     p.add_argument("--output", "-o", required=True, help="output .mp4")
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--height", type=int, default=512)
+    add_setting_arguments(p, REENACT_DEFAULTS)
     p.add_argument("--num-frames", type=int, default=None, help="default: every driving frame")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance-scale", type=float, default=3.5)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--context-frames", type=int, default=24)
-    p.add_argument("--context-overlap", type=int, default=4)
     p.add_argument("--mask-ratio", type=float, default=0.55, help="upper-face map: rows below this fraction blanked")
     p.add_argument("--no-retarget", action="store_true", help="draw the driving landmarks where they are")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
@@ -50,6 +51,9 @@ def run_reenact(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: output must be an .mp4 file")
     if not 0 < args.mask_ratio <= 1:
         raise InputError("--mask-ratio must be in (0, 1]")
+    from_weights = resolve_settings(args, REENACT_DEFAULTS)
+    if from_weights:
+        print(from_weights, flush=True)
     ref = read_image(args.ref)
     video = read_video(args.driving, max_frames=args.num_frames)
     try:

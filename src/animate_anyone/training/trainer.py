@@ -325,8 +325,16 @@ class Trainer:
 
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # initial weights are a function of the seed
+        self._init_settings = {}  # the starting model's recommended inference settings (its demo.json)
         if cfg.model.init_from:
-            from ..weights.layouts import inspect_weights, load_pipeline, load_reenact_pipeline
+            from ..weights.layouts import (
+                inspect_weights,
+                load_pipeline,
+                load_reenact_pipeline,
+                recommended_settings,
+            )
+
+            self._init_settings = recommended_settings(cfg.model.init_from)  # a malformed file stops us now
 
             if cfg.model.reenact and inspect_weights(cfg.model.init_from).kind in ("moore-reenact", "native-reenact"):
                 pipe = load_reenact_pipeline(cfg.model.init_from)
@@ -536,7 +544,7 @@ class Trainer:
     # ---- export ------------------------------------------------------------------------------
     def export(self, out: Path | None = None) -> Path:
         """Write the trained weights (EMA weights if enabled) as a loadable native folder."""
-        from ..weights.layouts import save_pipeline
+        from ..weights.layouts import SETTINGS_FILE, save_pipeline
 
         out = out or self.out_dir / "final"
         acc = self.accelerator
@@ -549,6 +557,11 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             save_pipeline(self.pipe, tmp)  # model.json, the three nets, vae/, image_encoder/
             (tmp / "training.json").write_text(json.dumps({"step": self.step, "config": self.cfg.to_dict()}, indent=1))
+            settings = self.recommended_settings()
+            if settings:
+                (tmp / SETTINGS_FILE).write_text(json.dumps({"settings": settings, "provenance": {
+                    "notes": "frame size (and context window) from the training data; the rest from "
+                             "model.init_from's demo.json; the run's config is in training.json"}}, indent=1))
             if out.exists():
                 shutil.rmtree(out)
             os.replace(tmp, out)
@@ -558,6 +571,25 @@ class Trainer:
                         p.copy_(backup[n])
         acc.wait_for_everyone()
         return out
+
+    def recommended_settings(self) -> dict:
+        """The inference settings the exported model recommends (its ``demo.json``; ``animate``
+        uses them where no flag is given): those of ``model.init_from`` when it has any, with the
+        frame size of the training data and, after a video stage, context windows of its clip
+        length. The autoencoder stage recommends nothing."""
+        cfg = self.cfg
+        if cfg.stage == "vae":
+            return {}
+        settings = dict(self._init_settings)
+        for key in ("size", "width", "height"):
+            settings.pop(key, None)
+        if cfg.data.width == cfg.data.height:
+            settings["size"] = cfg.data.width
+        else:
+            settings.update(width=cfg.data.width, height=cfg.data.height)
+        if cfg.stage == "video":
+            settings.update(context_frames=cfg.data.num_frames, context_overlap=cfg.data.num_frames // 4)
+        return settings
 
     def _safe_validate(self) -> None:
         """A failing validation is reported, never the end of a training run."""

@@ -12,6 +12,11 @@ Three layouts are accepted (``--weights DIR``):
   ``denoising_unet/``, ``pose_guider/`` with ``model.safetensors``; ``vae/`` and ``image_encoder/``
   in diffusers/transformers format).
 
+Any layout may also hold ``demo.json``, whose ``settings`` are the model's recommended inference
+settings (frame size, steps, guidance, context windows; :func:`recommended_settings`). A model
+trained on the lab at 128x128 says so there, and ``animate``, ``reenact`` and ``demo`` use those
+values wherever no flag is given. ``weights convert`` carries the file over.
+
 Nothing is ever fetched from a hub: every path is local.
 """
 
@@ -158,6 +163,38 @@ def _json(path: Path) -> dict:
         raise WeightsError(f"{path}: unreadable JSON ({exc})") from None
 
 
+SETTINGS_FILE = "demo.json"
+# key -> allowed Python types; "size" is a square frame (the lab), "width"/"height" may replace it
+SETTING_TYPES = {
+    "size": int, "width": int, "height": int, "frames": int, "gap": int, "steps": int, "guidance": (int, float),
+    "context_frames": int, "context_overlap": int, "seed": int, "strength": (int, float),
+}  # fmt: skip
+# the settings that `animate` and `reenact` take from the file (the rest describe the demo's clip)
+INFERENCE_SETTINGS = ("size", "width", "height", "steps", "guidance", "context_frames", "context_overlap", "strength")
+
+
+def recommended_settings(root: str | Path) -> dict:
+    """The ``settings`` of ``root/demo.json`` (empty when the folder has none).
+
+    A malformed file, an unknown key or a value of the wrong type is a :class:`WeightsError`
+    naming the file, so a typo never silently falls back to a default.
+    """
+    path = Path(root) / SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    data = _json(path)
+    settings = data.get("settings", {}) if isinstance(data, dict) else None
+    if not isinstance(settings, dict):
+        raise WeightsError(f"{path}: 'settings' must be a JSON object")
+    for key, value in settings.items():
+        if key not in SETTING_TYPES:
+            raise WeightsError(f"{path}: unknown setting '{key}' (known: {', '.join(SETTING_TYPES)})")
+        if isinstance(value, bool) or not isinstance(value, SETTING_TYPES[key]):
+            kind = "an integer" if SETTING_TYPES[key] is int else "a number"
+            raise WeightsError(f"{path}: setting '{key}' must be {kind}, not {value!r}")
+    return dict(settings)
+
+
 def model_config_for(report: LayoutReport) -> ModelConfig:
     """The architecture a Moore/MusePose folder describes (UNet config, PoseGuider shapes)."""
     if report.kind in ("native", "native-reenact"):
@@ -229,6 +266,14 @@ def check_weights(root: str | Path) -> LayoutReport:
             )
     except WeightsError as exc:
         report.problems.append(str(exc))
+    try:
+        settings = recommended_settings(report.root)
+    except WeightsError as exc:
+        report.problems.append(str(exc))
+    else:
+        shown = ", ".join(f"{k} {v}" for k, v in settings.items() if k in INFERENCE_SETTINGS)
+        if shown:
+            report.notes.append(f"recommended settings ({SETTINGS_FILE}, used where no flag is given): {shown}")
     return report
 
 
@@ -285,6 +330,8 @@ def convert_weights(root: str | Path, out_dir: str | Path, dtype: torch.dtype | 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise WeightsError(f"{out}: already exists and is not empty")
     kind = inspect_weights(root).kind
+    settings_file = Path(root) / SETTINGS_FILE
+    recommended_settings(root)  # refuse a malformed settings file before any work
     pipe = load_reenact_pipeline(root) if kind in ("moore-reenact", "native-reenact") else load_pipeline(root)
     if vae is not None:
         pipe.vae = _replacement_vae(vae, pipe)
@@ -292,6 +339,8 @@ def convert_weights(root: str | Path, out_dir: str | Path, dtype: torch.dtype | 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         save_pipeline(pipe, tmp, dtype=dtype)
+        if settings_file.is_file():  # the model's recommended inference settings travel with it
+            shutil.copyfile(settings_file, tmp / SETTINGS_FILE)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
