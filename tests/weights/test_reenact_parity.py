@@ -200,6 +200,9 @@ def test_reenact_weights_convert_to_native_and_back(reenact, moore_folder, tmp_p
     with pytest.raises(WeightsError, match="reenact"):
         load_pipeline(out)
     back = load_reenact_pipeline(out).model
+    from animate_anyone.pipelines.pipeline_reenact import ReenactPipeline
+
+    assert type(ReenactPipeline.from_pretrained(out)) is ReenactPipeline  # the Python API's way in
     for name in ("denoising_unet", "reference_unet", "pose_guider", "pose_guider2"):
         a, b = getattr(model, name).state_dict(), getattr(back, name).state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

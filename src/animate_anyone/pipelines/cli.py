@@ -58,9 +58,6 @@ _SETTING_HELP = {
     "strength": ("--strength", float, "fraction of the DDIM schedule to run; below 1 every frame starts from the "
                  "noised reference latent (keeps a static background; 1.0 = pure noise, as the reference code)"),
 }
-# demo.json key -> argument name
-_FROM_FILE = {"steps": "steps", "guidance": "guidance_scale", "context_frames": "context_frames",
-              "context_overlap": "context_overlap", "strength": "strength"}  # fmt: skip
 
 
 def add_setting_arguments(p: argparse.ArgumentParser, defaults: dict) -> None:
@@ -75,12 +72,11 @@ def resolve_settings(args: argparse.Namespace, defaults: dict) -> str | None:
     """Fill every setting flag the user left out: from the weights folder's recommended settings
     (``demo.json``) where it has one, else from ``defaults``. Returns a line naming what came from
     the folder, or None."""
-    from ..weights.layouts import SETTINGS_FILE, recommended_settings
+    from ..weights.layouts import SETTINGS_FILE, recommended_call_arguments
 
-    rec = recommended_settings(args.weights)
-    offered = {"width": rec["size"], "height": rec["size"]} if "size" in rec else {}
-    offered.update({k: rec[k] for k in ("width", "height") if k in rec})
-    offered.update({arg: rec[key] for key, arg in _FROM_FILE.items() if key in rec})
+    offered = recommended_call_arguments(args.weights)
+    if "num_inference_steps" in offered:  # the flag is --steps
+        offered["steps"] = offered.pop("num_inference_steps")
     taken = []
     for name, default in defaults.items():
         if getattr(args, name) is not None:

@@ -12,6 +12,7 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,8 +152,23 @@ class AnimateAnyonePipeline:
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self.offload = False
+        # call arguments the weights folder recommends (its demo.json; set by from_pretrained)
+        self.recommended: dict = {}
 
     # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> AnimateAnyonePipeline:
+        """Load a local weights folder: Moore-AnimateAnyone's ``pretrained_weights/``, MusePose's
+        layout or the native one (``weights.layouts``; nothing is fetched from a hub). An
+        unusable folder raises :class:`~animate_anyone.errors.WeightsError` naming what is
+        missing or mismatched. ``pipe.recommended`` holds the call arguments the folder's
+        ``demo.json`` recommends (a lab model's frame size, steps, guidance):
+        ``pipe(ref, poses, **pipe.recommended)``."""
+        from ..weights.layouts import load_pipeline
+
+        return load_pipeline(folder, device=device, dtype=dtype)
+
     @classmethod
     def from_config(cls, config: ModelConfig, seed: int | None = 0) -> AnimateAnyonePipeline:
         """A pipeline with freshly initialised weights (random output layers if ``seed`` is given,

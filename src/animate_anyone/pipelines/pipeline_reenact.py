@@ -43,6 +43,14 @@ class ReenactPipeline(AnimateAnyonePipeline):
         return cls(model, base.vae, base.image_encoder)
 
     @classmethod
+    def from_pretrained(cls, folder, device="cpu", dtype=torch.float32) -> ReenactPipeline:
+        """Load a reenactment weights folder: the release's ``reenact/`` (beside
+        ``sd-vae-ft-mse/`` and ``image_encoder/``) or our native-reenact layout."""
+        from ..weights.layouts import load_reenact_pipeline
+
+        return load_reenact_pipeline(folder, device=device, dtype=dtype)
+
+    @classmethod
     def from_pipeline(cls, pipe: AnimateAnyonePipeline) -> ReenactPipeline:
         """A reenactment pipeline starting from a body model (e.g. to fine-tune on faces): same
         networks, a new ``pose_guider2`` whose zero output conv adds nothing until trained."""

@@ -195,6 +195,25 @@ def recommended_settings(root: str | Path) -> dict:
     return dict(settings)
 
 
+# demo.json key -> AnimateAnyonePipeline.__call__ argument
+_CALL_ARGUMENTS = {"steps": "num_inference_steps", "guidance": "guidance_scale", "context_frames": "context_frames",
+                   "context_overlap": "context_overlap", "strength": "strength"}  # fmt: skip
+
+
+def recommended_call_arguments(root: str | Path) -> dict:
+    """:func:`recommended_settings` as pipeline call arguments (``width``, ``height``,
+    ``num_inference_steps``, ``guidance_scale``, ``context_frames``, ``context_overlap``,
+    ``strength``; only those the file sets, except that a context window without an overlap gets
+    a quarter of its length as overlap): ``pipe(ref, poses, **pipe.recommended)``."""
+    settings = recommended_settings(root)
+    kwargs = {"width": settings["size"], "height": settings["size"]} if "size" in settings else {}
+    kwargs.update({k: settings[k] for k in ("width", "height") if k in settings})
+    kwargs.update({arg: settings[key] for key, arg in _CALL_ARGUMENTS.items() if key in settings})
+    if "context_frames" in kwargs and "context_overlap" not in kwargs:  # the default 4 may not fit
+        kwargs["context_overlap"] = kwargs["context_frames"] // 4
+    return kwargs
+
+
 def model_config_for(report: LayoutReport) -> ModelConfig:
     """The architecture a Moore/MusePose folder describes (UNet config, PoseGuider shapes)."""
     if report.kind in ("native", "native-reenact"):
@@ -314,7 +333,9 @@ def load_pipeline(root: str | Path, device: str | torch.device = "cpu", dtype: t
             f"{report.paths['image_encoder']}: projects to {encoder.config.projection_dim} dims but the UNets "
             f"expect {config.cross_attention_dim}"
         )
-    return AnimateAnyonePipeline(model, vae, encoder).to(device, dtype)
+    pipe = AnimateAnyonePipeline(model, vae, encoder).to(device, dtype)
+    pipe.recommended = recommended_call_arguments(root)
+    return pipe
 
 
 def convert_weights(root: str | Path, out_dir: str | Path, dtype: torch.dtype | None = None,
@@ -403,4 +424,6 @@ def load_reenact_pipeline(root: str | Path, device: str | torch.device = "cpu", 
         encoder = CLIPVisionModelWithProjection.from_pretrained(report.paths["image_encoder"], local_files_only=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"cannot load VAE / image encoder: {str(exc).splitlines()[0]}") from None
-    return ReenactPipeline(model, vae, encoder).to(device, dtype)
+    pipe = ReenactPipeline(model, vae, encoder).to(device, dtype)
+    pipe.recommended = recommended_call_arguments(root)
+    return pipe
