@@ -107,13 +107,11 @@ if [ -n "$init" ]; then  # the earlier calls' records, prefixed once per continu
     done
 fi
 # the model's recommended inference settings (animate, reenact, demo and the benchmarks read them):
-# the lab's frame size and 8-frame clips; guidance off, as for the CPU-trained demo model (lab
-# models' colours drift at 2.0)
+# the lab demo's own (128x128, 8-frame windows, guidance off: lab models' colours drift at 2.0)
 $py - "$work/model/demo.json" "$minutes" "$init" <<'EOF'
 import json, sys, time
+from animate_anyone.demo import DEFAULT_SETTINGS as settings
 path, minutes, init = sys.argv[1], sys.argv[2], sys.argv[3]
-settings = {"size": 128, "frames": 24, "gap": 8, "steps": 20, "guidance": 1.0, "context_frames": 8,
-            "context_overlap": 2, "seed": 42, "strength": 1.0}
 command = (f"INIT_MODEL={init} " if init else "") + f"bash scripts/train_lab_gpu.sh OUT {minutes}"
 provenance = {"commands": [command], "written": time.strftime("%Y-%m-%d %H:%M:%S"),
               "notes": "training records: training_*.json (previous_*: the calls this one continued)"}
