@@ -18,7 +18,9 @@ frame (the bank is repeated over the frames and then projected, as its concatena
 unconditional half attending to the bank and then recomputed without it, latents in the model
 dtype, VAE decoding one frame at a time, and the motion modules' frame attention through PyTorch's
 SDPA as diffusers' default processor runs it (ours computes short fp32 sequences on the CPU with
-batched matrix products instead: ``models/temporal_attention.py``; on a GPU both are SDPA). Otherwise it
+batched matrix products instead: ``models/temporal_attention.py``; on a GPU both are SDPA), and the
+cross-attention to the one CLIP token as a full attention (queries, keys, softmax), where ours
+broadcasts that token's projected value (``models/cross_attention.py``). Otherwise it
 runs our kernels, so the ratio isolates what the algorithm and that kernel choice save; it is not the
 reference code itself.
 
@@ -50,6 +52,10 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 
+from animate_anyone.models.cross_attention import (
+    SingleTokenCrossAttnProcessor,
+    spatial_cross_attention_modules,
+)
 from animate_anyone.models.presets import get_preset
 from animate_anyone.models.reference_attention import (
     ReferenceReadProcessor,
@@ -104,6 +110,8 @@ def use_reference_style(pipe: AnimateAnyonePipeline, on: bool) -> None:
     modules = dict(unet.named_modules())
     for path in spatial_self_attention_paths(unet):
         modules[path + ".attn1"].set_processor((ReferenceStyleRead if on else ReferenceReadProcessor)(bank, path))
+    for attn in spatial_cross_attention_modules(unet):  # the full cross-attention over the one CLIP token
+        attn.set_processor(AttnProcessor2_0() if on else SingleTokenCrossAttnProcessor())
     for path in motion_module_paths(unet):
         for block in unet.get_submodule(path).transformer_blocks:
             for attn in (block.attn1, block.attn2):

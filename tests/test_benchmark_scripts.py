@@ -32,7 +32,7 @@ def test_reference_style_computes_the_same_video_as_the_pipeline():
 
     with torch.inference_mode():
         ours = pipe(ref, poses, compat="moore", **kw).frames
-        assert processors() == {"ReferenceReadProcessor", "TemporalAttnProcessor", "AttnProcessor2_0"}
+        assert processors() == {"ReferenceReadProcessor", "TemporalAttnProcessor", "SingleTokenCrossAttnProcessor"}
         ps.use_reference_style(pipe, True)
         try:
             styled = pipe(ref, poses, compat="moore", decode_chunk_size=1, **kw).frames
@@ -41,7 +41,7 @@ def test_reference_style_computes_the_same_video_as_the_pipeline():
         finally:
             ps.use_reference_style(pipe, False)
         again = pipe(ref, poses, compat="moore", **kw).frames
-        assert processors() == {"ReferenceReadProcessor", "TemporalAttnProcessor", "AttnProcessor2_0"}
+        assert processors() == {"ReferenceReadProcessor", "TemporalAttnProcessor", "SingleTokenCrossAttnProcessor"}
     np.testing.assert_array_equal(ours, again)  # switched back
     # the same computation, done the reference implementation's way (and one frame per VAE call)
     np.testing.assert_allclose(styled, ours, atol=1e-5)

@@ -245,6 +245,40 @@ def test_temporal_processor_gradients_match_sdpa(tiny_model):
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("zero_context", [False, True])
+def test_single_token_cross_attention_matches_sdpa(tiny_model, zero_context):
+    from animate_anyone.models.cross_attention import (
+        SingleTokenCrossAttnProcessor,
+        spatial_cross_attention_modules,
+    )
+
+    unets = (tiny_model.denoising_unet, tiny_model.reference_unet)
+    for unet in unets:  # every spatial cross-attention has it; the motion modules' attn2 does not
+        mods = spatial_cross_attention_modules(unet)
+        assert mods and all(isinstance(m.processor, SingleTokenCrossAttnProcessor) for m in mods)
+    attn = spatial_cross_attention_modules(tiny_model.denoising_unet)[0]
+    torch.manual_seed(3)
+    x = torch.randn(5, 64, attn.to_q.in_features) * 3  # (rows, tokens, channels)
+    ctx = torch.zeros(5, 1, attn.to_k.in_features) if zero_context else torch.randn(5, 1, attn.to_k.in_features)
+    proc = SingleTokenCrossAttnProcessor()
+    with torch.no_grad():
+        assert proc.takes_shortcut(attn, x, ctx, None)
+        fast, full = proc(attn, x, ctx), AttnProcessor2_0()(attn, x, ctx)
+        torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)
+        assert fast.shape == full.shape == x.shape
+        # only where the one-key softmax makes it exact
+        assert not proc.takes_shortcut(attn, x, torch.randn(5, 2, ctx.shape[-1]), None)
+        assert not proc.takes_shortcut(attn, x, None, None)
+        assert not proc.takes_shortcut(attn, x, ctx, torch.zeros(5, 1, 1))
+        two = torch.randn(5, 2, ctx.shape[-1])
+        torch.testing.assert_close(proc(attn, x, two), AttnProcessor2_0()(attn, x, two))
+    # with gradients on (training) the full attention runs: every parameter still gets a gradient
+    assert not proc.takes_shortcut(attn, x, ctx, None)
+    attn.zero_grad(set_to_none=True)
+    proc(attn, x, ctx).sum().backward()
+    assert attn.to_q.weight.grad is not None and attn.to_k.weight.grad is not None
+
+
 @pytest.mark.slow
 def test_compiled_denoiser_matches_eager_on_the_demo_model():
     """torch.compile (inductor) of the denoising UNet gives the eager video of the trained demo

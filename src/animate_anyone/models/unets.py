@@ -19,6 +19,7 @@ from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 from torch.nn import functional as F
 
+from .cross_attention import install_single_token_cross_attention
 from .presets import ModelConfig
 from .reference_attention import ReferenceBank, install_reference_reader, install_reference_writer
 from .temporal_attention import TemporalAttnProcessor
@@ -124,6 +125,7 @@ class DenoisingUNet(UNetMotionModel):
             for block in module.transformer_blocks:
                 block.attn1.set_processor(TemporalAttnProcessor())
                 block.attn2.set_processor(TemporalAttnProcessor())
+        install_single_token_cross_attention(self)  # the CLIP context is one token
         self.reference_bank: ReferenceBank | None = None
 
     @classmethod
@@ -198,6 +200,7 @@ class ReferenceUNet(UNet2DConditionModel):
         self.conv_norm_out = None
         self.conv_act = None
         self.conv_out = nn.Identity()
+        install_single_token_cross_attention(self)  # the CLIP context is one token
         self.reference_bank: ReferenceBank | None = None
 
     @classmethod
