@@ -13,7 +13,8 @@
 # --weights` at model/), train.log and each stage's log.csv.
 # RUNS (default runs/gpu) holds the data and the runs; LAB_PARTS/LAB_CHARACTERS set the data size
 # (16 parts of 40 train characters, 2 clips each); PYTHON the interpreter (default python3);
-# MIXED_PRECISION (default bf16) the stages' mixed_precision.
+# MIXED_PRECISION (default bf16) the stages' mixed_precision; BATCH (default: each config's, 256
+# images or 32 clips) every stage's batch_size, for trial runs on small machines.
 # INIT_MODEL (a model folder this script exported before, unpacked) continues that model instead:
 # no autoencoder stages, stage 1 (85 % of MINUTES, fresh optimizer) and stage 2 (15 %) from its
 # weights, its autoencoder kept. So training can accumulate over several device calls, each
@@ -77,7 +78,8 @@ stage() {  # stage CONFIG FRACTION NAME [--set ...]: trains into $work/NAME
     shift 3
     say "train $config for $(share "$fraction") min"
     cli train "configs/train/$config" --set max_minutes="$(share "$fraction")" --set output_dir="$work/$name" \
-        --set mixed_precision="${MIXED_PRECISION:-bf16}" --set data.meta="$runs/lab/meta.json" "$@" 2>&1 \
+        --set mixed_precision="${MIXED_PRECISION:-bf16}" --set data.meta="$runs/lab/meta.json" \
+        ${BATCH:+--set batch_size="$BATCH"} "$@" 2>&1 \
         | tr '\r' '\n' | grep -v -E 'it/s\]$|s/it\]$' | tee -a "$log" | tail -n 3
     cp "$work/$name/log.csv" "$out/${config%.yaml}.csv" 2>/dev/null || true
 }

@@ -23,7 +23,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             f"{name}: UNet widths {cfg.unet['block_out_channels']}, cross-attention {cfg.cross_attention_dim}, "
             f"pose guider {list(cfg.pose_guider_block_out_channels)} -> {cfg.pose_guider_embedding_channels}, "
             f"autoencoder widths {list(cfg.vae['block_out_channels'])}, {cfg.vae['layers_per_block']} per level, "
-            f"{cfg.vae['latent_channels']} latent channels"
+            f"{cfg.vae['latent_channels']} latent channels at 1/{cfg.vae_factor} of the frame"
         )
     return 0
 

@@ -106,6 +106,39 @@ def test_frame_size_check_matches_what_the_unets_can_run(tiny_pipe):
     pipeline_animate.check_frame_size(get_preset("sd15").unet, 8, 8)  # wide models have no such limit
 
 
+def test_lab_f4_preset_works_on_a_latent_of_a_quarter_of_the_frame(tmp_path):
+    """The ``lab-f4`` preset's autoencoder down-samples 4x: latents, pose features, the frame-size
+    rule and a saved-and-reloaded model all follow that factor, not SD's 8."""
+    from animate_anyone.errors import ConfigError
+    from animate_anyone.pipelines import pipeline_animate
+    from animate_anyone.weights.layouts import save_pipeline
+
+    cfg = get_preset("lab-f4")
+    assert cfg.vae_factor == 4 and get_preset("lab").vae_factor == 8 and get_preset("sd15").vae_factor == 8
+    pipe = AnimateAnyonePipeline.from_config(cfg)
+    assert pipe.vae_factor == 4 and pipe.model.pose_guider.downscale_factor == 4
+    ref, poses = _inputs(3)
+    embeds, latents = pipe.encode_reference(ref, 64, 48)
+    assert latents.shape == (1, 8, 12, 16)
+    seen = []
+    out = pipe(ref, poses, width=64, height=48, num_inference_steps=2, progress=False,
+               callback=lambda i, t, lat: seen.append(tuple(lat.shape)))
+    assert out.frames.shape == (3, 48, 64, 3) and seen[0] == (1, 8, 3, 12, 16)
+    # the smallest usable frame is half of the 8x model's (its maps are twice as large)
+    with pytest.raises(ValueError, match="at least 24x24"):
+        pipeline_animate.check_frame_size(cfg.unet, 16, 16, pipe.vae_factor)
+    pipeline_animate.check_frame_size(cfg.unet, 24, 24, pipe.vae_factor)
+    # a model folder keeps the factor
+    save_pipeline(pipe, tmp_path / "m")
+    again = load_pipeline(tmp_path / "m")
+    assert again.vae_factor == 4
+    np.testing.assert_allclose(again(ref, poses, width=64, height=48, num_inference_steps=2, progress=False).frames,
+                               out.frames, atol=1e-5)
+    # a pose guider that does not match the autoencoder is refused by name
+    with pytest.raises(ConfigError, match="pose guider scales poses down 8x"):
+        cfg.replace(pose_guider_block_out_channels=(16, 32, 64, 128))
+
+
 def test_strength_runs_the_tail_of_the_schedule_from_the_reference(tiny_pipe):
     ref, poses = _inputs(3)
     kw = dict(width=64, height=64, num_inference_steps=4, progress=False)

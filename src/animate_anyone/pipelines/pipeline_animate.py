@@ -105,7 +105,8 @@ def check_frame_size(unet: dict, width: int, height: int, vae_factor: int = 8) -
         return True
 
     if not fits(width, height):
-        smallest = next(n for n in range(vae_factor, 100 * vae_factor, vae_factor) if fits(n, n))
+        step = max(8, vae_factor)  # frame sizes are multiples of 8
+        smallest = next(n for n in range(step, 100 * step, step) if fits(n, n))
         raise ValueError(f"{width}x{height} is too small for this model: its deepest feature maps would hold one "
                          f"value per normalisation group; use frames of at least {smallest}x{smallest}")
 
@@ -148,12 +149,21 @@ class AnimateAnyonePipeline:
         self.model = model.eval()
         self.vae = vae.eval()
         self.image_encoder = image_encoder.eval()
+        guider = model.pose_guider.downscale_factor
+        if guider != self.vae_factor:
+            raise ValueError(f"the pose guider scales poses down {guider}x but the autoencoder's latent is "
+                             f"1/{self.vae_factor} of the frame; they must match")
         self.scheduler = scheduler or make_scheduler()
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self.offload = False
         # call arguments the weights folder recommends (its demo.json; set by from_pretrained)
         self.recommended: dict = {}
+
+    @property
+    def vae_factor(self) -> int:
+        """Pixels per latent cell along each side (8 for SD's autoencoder, 4 for ``lab-f4``)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -233,7 +243,7 @@ class AnimateAnyonePipeline:
         check_call_arguments(len(pose_frames), width, height, num_frames, num_inference_steps, guidance_scale,
                              context_frames, context_overlap, compat, self.model.config.motion_max_seq_length,
                              strength)
-        check_frame_size(self.model.config.unet, width, height)
+        check_frame_size(self.model.config.unet, width, height, self.vae_factor)
 
     @torch.no_grad()
     def encode_reference(self, ref_image: Image.Image, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,7 +271,7 @@ class AnimateAnyonePipeline:
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8) -> np.ndarray:
-        """``(1, c, frames, h, w)`` -> ``(frames, 8h, 8w, 3)`` float32 in [0, 1], ``chunk_size`` frames
+        """``(1, c, frames, h, w)`` -> ``(frames, 8h, 8w, 3)`` (``vae_factor`` times h and w) float32 in [0, 1], ``chunk_size`` frames
         per VAE call."""
         frames = latents[0].transpose(0, 1) / self.model.config.vae_scaling_factor  # (frames, c, h, w)
         out = []
@@ -333,7 +343,7 @@ class AnimateAnyonePipeline:
         do_cfg = guidance_scale > 1.0
         model, bank = self.model, self.model.bank
         latent_dtype = self.dtype if moore else torch.float32
-        h, w = height // 8, width // 8
+        h, w = height // self.vae_factor, width // self.vae_factor
         c = int(self.model.config.unet["in_channels"])  # latent channels (4 for SD's autoencoder)
 
         # 2. Reference: CLIP embedding and VAE latent, then the reference pass, once per video
