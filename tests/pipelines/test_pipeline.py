@@ -134,9 +134,11 @@ def test_lab_f4_preset_works_on_a_latent_of_a_quarter_of_the_frame(tmp_path):
     assert again.vae_factor == 4
     np.testing.assert_allclose(again(ref, poses, width=64, height=48, num_inference_steps=2, progress=False).frames,
                                out.frames, atol=1e-5)
-    # a pose guider that does not match the autoencoder is refused by name
+    # a pose guider that does not match the autoencoder is refused by name, in a config or a pipeline
     with pytest.raises(ConfigError, match="pose guider scales poses down 8x"):
         cfg.replace(pose_guider_block_out_channels=(16, 32, 64, 128))
+    with pytest.raises(ConfigError, match="pose guider scales poses down 4x but the autoencoder's latent is 1/8"):
+        AnimateAnyonePipeline(pipe.model, AnimateAnyonePipeline.from_config(get_preset("lab")).vae, pipe.image_encoder)
 
 
 def test_strength_runs_the_tail_of_the_schedule_from_the_reference(tiny_pipe):

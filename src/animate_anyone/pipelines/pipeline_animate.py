@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from ..errors import ConfigError
 from ..models.animate_anyone import AnimateAnyoneModel
 from ..models.presets import ModelConfig
 from .context import frame_coverage, uniform_windows
@@ -151,8 +152,8 @@ class AnimateAnyonePipeline:
         self.image_encoder = image_encoder.eval()
         guider = model.pose_guider.downscale_factor
         if guider != self.vae_factor:
-            raise ValueError(f"the pose guider scales poses down {guider}x but the autoencoder's latent is "
-                             f"1/{self.vae_factor} of the frame; they must match")
+            raise ConfigError(f"the pose guider scales poses down {guider}x but the autoencoder's latent is "
+                              f"1/{self.vae_factor} of the frame; they must match")
         self.scheduler = scheduler or make_scheduler()
         self.device = torch.device("cpu")
         self.dtype = torch.float32
@@ -271,8 +272,8 @@ class AnimateAnyonePipeline:
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8) -> np.ndarray:
-        """``(1, c, frames, h, w)`` -> ``(frames, 8h, 8w, 3)`` (``vae_factor`` times h and w) float32 in [0, 1], ``chunk_size`` frames
-        per VAE call."""
+        """``(1, c, frames, h, w)`` -> ``(frames, f*h, f*w, 3)`` float32 in [0, 1] (f = ``vae_factor``,
+        8 for SD's autoencoder), ``chunk_size`` frames per VAE call."""
         frames = latents[0].transpose(0, 1) / self.model.config.vae_scaling_factor  # (frames, c, h, w)
         out = []
         with self._on_device(self.vae):
