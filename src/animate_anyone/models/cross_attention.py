@@ -21,6 +21,8 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
+from .reference_attention import is_plain_attention
+
 
 class SingleTokenCrossAttnProcessor:
     """Cross-attention processor with the one-context-token shortcut; otherwise ``AttnProcessor2_0``."""
@@ -37,11 +39,7 @@ class SingleTokenCrossAttnProcessor:
             and hidden_states.ndim == 3
             and attention_mask is None
             and not torch.is_grad_enabled()
-            and attn.norm_cross is None
-            and attn.spatial_norm is None
-            and attn.group_norm is None
-            and not attn.residual_connection
-            and attn.rescale_output_factor == 1.0
+            and is_plain_attention(attn)
         )
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,

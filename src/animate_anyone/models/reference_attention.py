@@ -87,10 +87,22 @@ class ReferenceBank:
         return kv
 
 
+def is_plain_attention(attn: Attention) -> bool:
+    """Whether ``attn`` is plain SD attention: no extra norms, no residual, no output rescaling
+    (what our processors assume when they compute the attention themselves)."""
+    return (
+        attn.spatial_norm is None
+        and attn.group_norm is None
+        and attn.norm_q is None
+        and attn.norm_k is None
+        and attn.norm_cross is None
+        and not attn.residual_connection
+        and attn.rescale_output_factor == 1.0
+    )
+
+
 def _check_plain(attn: Attention) -> None:
-    if attn.spatial_norm is not None or attn.group_norm is not None or attn.norm_q is not None:
-        raise ValueError("reference attention supports plain SD self-attention blocks only")
-    if attn.residual_connection or attn.rescale_output_factor != 1.0:
+    if not is_plain_attention(attn):
         raise ValueError("reference attention supports plain SD self-attention blocks only")
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
+from .reference_attention import is_plain_attention
+
 
 class TemporalAttnProcessor:
     """Self-attention of a motion module: diffusers' ``AttnProcessor2_0`` with a batched-matmul
@@ -41,12 +43,7 @@ class TemporalAttnProcessor:
             and attn.inner_dim // attn.heads <= self.max_head_dim
             and encoder_hidden_states is None
             and attention_mask is None
-            and attn.spatial_norm is None
-            and attn.group_norm is None
-            and attn.norm_q is None
-            and attn.norm_k is None
-            and not attn.residual_connection
-            and attn.rescale_output_factor == 1.0
+            and is_plain_attention(attn)
         )
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
