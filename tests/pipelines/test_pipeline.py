@@ -124,7 +124,7 @@ def test_lab_f4_preset_works_on_a_latent_of_a_quarter_of_the_frame(tmp_path):
     out = pipe(ref, poses, width=64, height=48, num_inference_steps=2, progress=False,
                callback=lambda i, t, lat: seen.append(tuple(lat.shape)))
     assert out.frames.shape == (3, 48, 64, 3) and seen[0] == (1, 8, 3, 12, 16)
-    # the smallest usable frame is half of the 8x model's (its maps are twice as large)
+    # its maps are twice as large, so 24x24 works where the 8x model needs 40x40 (sizes stay multiples of 8)
     with pytest.raises(ValueError, match="at least 24x24"):
         pipeline_animate.check_frame_size(cfg.unet, 16, 16, pipe.vae_factor)
     pipeline_animate.check_frame_size(cfg.unet, 24, 24, pipe.vae_factor)
