@@ -21,7 +21,7 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
-from .reference_attention import is_plain_attention
+from .reference_attention import is_plain_attention, spatial_self_attention_paths
 
 
 class SingleTokenCrossAttnProcessor:
@@ -55,12 +55,9 @@ class SingleTokenCrossAttnProcessor:
 def spatial_cross_attention_modules(unet: nn.Module) -> list[Attention]:
     """The ``attn2`` (cross-attention) modules of the spatial transformer blocks of ``unet``; the
     motion modules' ``attn2`` is a second temporal self-attention and is left out."""
-    return [
-        module
-        for name, module in unet.named_modules()
-        if name.endswith(".attn2") and isinstance(module, Attention) and ".attentions." in name
-        and "motion_modules" not in name
-    ]
+    modules = dict(unet.named_modules())
+    return [modules[path + ".attn2"] for path in spatial_self_attention_paths(unet)
+            if isinstance(modules.get(path + ".attn2"), Attention)]
 
 
 def install_single_token_cross_attention(unet: nn.Module) -> int:

@@ -8,6 +8,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.nn import functional as F
 
+from .presets import downscale_factor
+
 
 class PoseGuider(ModelMixin, ConfigMixin):
     """Encode pose images at pixel resolution into features at latent resolution.
@@ -45,7 +47,7 @@ class PoseGuider(ModelMixin, ConfigMixin):
 
     @property
     def downscale_factor(self) -> int:
-        return 2 ** (len(self.config.block_out_channels) - 1)
+        return downscale_factor(self.config.block_out_channels)
 
     def forward(self, pose: torch.Tensor) -> torch.Tensor:
         """Pose images ``(batch, 3, frames, height, width)`` in [0, 1] ->

@@ -106,7 +106,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         self.unet = normalise_sd_unet_config(self.unet)
         self.pose_guider_block_out_channels = tuple(self.pose_guider_block_out_channels)
-        guider = 2 ** (len(self.pose_guider_block_out_channels) - 1)
+        guider = downscale_factor(self.pose_guider_block_out_channels)
         if guider != self.vae_factor:
             raise ConfigError(f"the pose guider scales poses down {guider}x but the autoencoder's latent is "
                               f"1/{self.vae_factor} of the frame: pose_guider_block_out_channels needs "
@@ -118,7 +118,7 @@ class ModelConfig:
         """How many pixels one latent cell spans per side: 2 ** (autoencoder levels - 1), 8 for SD's
         (and whenever the config leaves the autoencoder to a released folder)."""
         levels = self.vae.get("block_out_channels")
-        return 2 ** (len(levels) - 1) if levels else 8
+        return downscale_factor(levels) if levels else 8
 
     @property
     def cross_attention_dim(self) -> int:
@@ -146,6 +146,12 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(copy.deepcopy(self), **changes)
+
+
+def downscale_factor(block_out_channels) -> int:
+    """How many pixels one output cell spans per side for a conv stack that halves the size
+    between consecutive widths (diffusers' autoencoder levels, the PoseGuider): ``2 ** (levels - 1)``."""
+    return 2 ** (len(block_out_channels) - 1)
 
 
 def normalise_sd_unet_config(config: dict[str, Any]) -> dict[str, Any]:

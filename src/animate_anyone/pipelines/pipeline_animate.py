@@ -24,7 +24,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..errors import ConfigError
 from ..models.animate_anyone import AnimateAnyoneModel
-from ..models.presets import ModelConfig
+from ..models.presets import ModelConfig, downscale_factor
 from .context import frame_coverage, uniform_windows
 from .preprocess import clip_pixels, pose_pixels, vae_pixels
 
@@ -164,7 +164,7 @@ class AnimateAnyonePipeline:
     @property
     def vae_factor(self) -> int:
         """Pixels per latent cell along each side (8 for SD's autoencoder, 4 for ``lab-f4``)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return downscale_factor(self.vae.config.block_out_channels)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod

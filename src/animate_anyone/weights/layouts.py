@@ -34,7 +34,7 @@ import torch
 
 from ..errors import WeightsError
 from ..models.animate_anyone import COMPONENTS, AnimateAnyoneModel
-from ..models.presets import SD15_IMAGE_ENCODER, SD15_VAE, ModelConfig, get_preset
+from ..models.presets import SD15_IMAGE_ENCODER, SD15_VAE, ModelConfig, downscale_factor, get_preset
 from . import moore, native
 
 PTH_FILES = {
@@ -380,7 +380,7 @@ def _replacement_vae(folder: str | Path, pipe):
         raise WeightsError(f"{folder}: not a loadable autoencoder folder ({str(exc).splitlines()[0]})") from None
     channels, want = int(vae.config.latent_channels), int(pipe.vae.config.latent_channels)
     scale, model_scale = float(vae.config.scaling_factor), float(pipe.model.config.vae_scaling_factor)
-    factor, want_factor = 2 ** (len(vae.config.block_out_channels) - 1), pipe.vae_factor
+    factor, want_factor = downscale_factor(vae.config.block_out_channels), pipe.vae_factor
     if channels != want or abs(scale - model_scale) > 1e-6 * max(1.0, abs(model_scale)) or factor != want_factor:
         raise WeightsError(f"{folder}: its latent space ({channels} channels at 1/{factor} of the frame, "
                            f"scaling_factor {scale:.6g}) is not the model's ({want} channels at 1/{want_factor}, "
