@@ -33,6 +33,10 @@ conditioned (the tiny preset's denoiser already differs by 1e-2 between fp32 and
 call), so there ``max_diff`` reaches 1e-1; on the trained demo model the compiled call matches
 eager within 2e-6 (``tests/models/test_model_core.py``, slow).
 
+``--full-cross-attention`` adds ours with the cross-attention to the one CLIP token computed in
+full by diffusers' processor instead of broadcasting that token's value (``models/cross_attention.py``):
+what that exact shortcut saves, side by side, and the largest difference of the frames.
+
 ``--memory-limit-gib N`` caps what the CUDA caching allocator may take
 (``torch.cuda.set_per_process_memory_fraction``): a configuration that needs more fails with
 out-of-memory instead of reporting a peak that a smaller card could not hold.
@@ -56,7 +60,7 @@ from animate_anyone.models.cross_attention import (
     SingleTokenCrossAttnProcessor,
     spatial_cross_attention_modules,
 )
-from animate_anyone.models.presets import get_preset
+from animate_anyone.models.presets import PRESETS, get_preset
 from animate_anyone.models.reference_attention import (
     ReferenceReadProcessor,
     _attend,
@@ -141,11 +145,16 @@ def run(args) -> list[dict]:
         variants = [("ours", {})]
         if args.reference_style:
             variants.append(("reference-style", {"compat": "moore", "decode_chunk_size": 1}))
+        if args.full_cross_attention:
+            variants.append(("full-cross-attn", {}))
         if args.compile:
             variants.append(("ours+compile", {}))
         videos = {}
         for variant, extra in variants:
             use_reference_style(pipe, variant == "reference-style")
+            if variant == "full-cross-attn":  # ours, but attn2 as diffusers computes it
+                for attn in spatial_cross_attention_modules(pipe.model.denoising_unet):
+                    attn.set_processor(AttnProcessor2_0())
             compiled = variant.endswith("+compile")
             set_compiled(pipe, compiled)
             row = time_calls(pipe, ref, poses, {**kwargs, **extra}, args)
@@ -162,6 +171,10 @@ def run(args) -> list[dict]:
                 row["speedup"] = base / row["call_s"]
             if variant == "reference-style":
                 row["speedup_vs_reference_style"] = row["call_s"] / rows[-1]["call_s"]
+            if variant == "full-cross-attn":  # what the one-token shortcut saves, and that it changes nothing
+                ours = next(r for r in reversed(rows) if r["variant"] == "ours")
+                row["shortcut_speedup"] = row["call_s"] / ours["call_s"]
+                row["shortcut_max_diff"] = float(np.abs(videos[variant] - videos["ours"]).max())
             rows.append(row)
             print(format_row(row), flush=True)
             if args.profile and variant == "ours":
@@ -241,6 +254,8 @@ def format_row(r: dict) -> str:
         s += f" | ours {r['speedup_vs_reference_style']:.2f}x faster"
     if "max_diff" in r:
         s += f" | warm-up incl. compiling {r['warmup_s']:.1f} s, frames within {r['max_diff']:.1e} of eager"
+    if "shortcut_speedup" in r:
+        s += f" | ours (one-token cross-attention) {r['shortcut_speedup']:.3f}x faster, frames within {r['shortcut_max_diff']:.1e}"
     if "compiled_vs_reference_style" in r:
         s += f" | {r['compiled_vs_reference_style']:.2f}x faster than reference-style"
     return s
@@ -248,7 +263,7 @@ def format_row(r: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="small", choices=["tiny", "small", "sd15"])
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS))
     p.add_argument("--size", dest="sizes", nargs=2, type=int, action="append", metavar=("W", "H"),
                    help="output size (repeatable); default 128 128 and 256 256")
     p.add_argument("--frames", type=int, default=24)
@@ -270,6 +285,9 @@ def main(argv=None) -> int:
                    help="also time the reference implementation's way of computing the same call (see above)")
     p.add_argument("--memory-limit-gib", type=float, default=0.0,
                    help="cap the CUDA allocator at this many GiB (e.g. 12 for a 12 GB card)")
+    p.add_argument("--full-cross-attention", action="store_true",
+                   help="also time ours with the cross-attention to the CLIP token computed in full (diffusers' "
+                        "processor) instead of the one-token shortcut (models/cross_attention.py)")
     p.add_argument("--compile", action="store_true",
                    help="also time ours with the denoising UNet compiled by torch.compile (see above)")
     p.add_argument("--json", help="append the rows to this JSON-lines file")

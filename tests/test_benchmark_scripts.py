@@ -75,11 +75,14 @@ def test_pipeline_speed_prints_and_records_both_variants(tmp_path, capsys):
     ps = _load("pipeline_speed")
     out = tmp_path / "rows.jsonl"
     assert ps.main(["--preset", "tiny", "--size", "64", "64", "--frames", "2", "--steps", "2", "--repeats", "1",
-                    "--device", "cpu", "--reference-style", "--json", str(out)]) == 0  # fmt: skip
+                    "--device", "cpu", "--reference-style", "--full-cross-attention", "--json", str(out)]) == 0  # fmt: skip
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["variant"] for r in rows] == ["ours", "reference-style"]
+    assert [r["variant"] for r in rows] == ["ours", "reference-style", "full-cross-attn"]
     assert rows[1]["speedup_vs_reference_style"] > 0 and all(r["call_s"] > 0 for r in rows)
-    assert "faster" in capsys.readouterr().out
+    # the full cross-attention computes the same video as the one-token shortcut
+    assert rows[2]["shortcut_speedup"] > 0 and rows[2]["shortcut_max_diff"] < 1e-4
+    printed = capsys.readouterr().out
+    assert "faster" in printed and "one-token cross-attention" in printed
 
 
 def test_reenact_quality_scores_model_copy_and_ground_truth(reenact_weights, tmp_path, capsys):
