@@ -235,6 +235,38 @@ def test_reenact_training_from_a_body_model(tmp_path):
     assert all(torch.equal(v, tr.pipe.model.pose_guider.state_dict()[k]) for k, v in src.items())
 
 
+def test_warm_start_copies_what_fits_into_another_preset(tmp_path, capsys):
+    """``warm_start_from`` builds the preset (here ``lab``: 16 latent channels) and copies every
+    tensor of the given model (``tiny``: 4 channels) whose name and shape match; the UNets'
+    ``conv_in`` and the denoiser's ``conv_out`` keep the preset's fresh values, as a run without the warm start has them."""
+    from animate_anyone.weights.layouts import load_pipeline
+
+    src_dir = Trainer(_cfg(tmp_path, max_steps=1), dataset=MovingSquares(), cpu=True).train()
+    src = load_pipeline(src_dir)
+    cold = Trainer(_cfg(tmp_path, output_dir=str(tmp_path / "cold"), model={"preset": "lab"}),
+                   dataset=MovingSquares(), cpu=True)
+    capsys.readouterr()
+    cfg = _cfg(tmp_path, output_dir=str(tmp_path / "warm"), model={"preset": "lab", "warm_start_from": str(src_dir)})
+    tr = Trainer(cfg, dataset=MovingSquares(), cpu=True)
+    printed = capsys.readouterr().out
+    theirs, ours, fresh = src.model.state_dict(), tr.pipe.model.state_dict(), cold.pipe.model.state_dict()
+    same = [k for k in ours if k in theirs and theirs[k].shape == ours[k].shape]
+    other = [k for k in ours if k not in same]
+    assert {"reference_unet.conv_in.weight", "denoising_unet.conv_in.weight", "denoising_unet.conv_out.weight"} <= set(other)
+    assert len(same) > 10 * len(other)
+    assert all(torch.equal(ours[k], theirs[k]) for k in same)
+    assert all(torch.equal(ours[k], fresh[k]) for k in other)
+    assert not torch.equal(ours["denoising_unet.down_blocks.0.resnets.0.conv1.weight"],
+                           fresh["denoising_unet.down_blocks.0.resnets.0.conv1.weight"])
+    enc = src.image_encoder.state_dict()
+    assert all(torch.equal(v, enc[k]) for k, v in tr.pipe.image_encoder.state_dict().items())
+    assert f"copied {len(same) + len(enc)} of {len(ours) + len(enc)} tensors into preset lab" in printed
+    assert "denoising_unet.conv_in.weight" in printed
+    assert load_pipeline(tr.train()).model.config.unet["in_channels"] == 16  # trains and exports as the preset
+    with pytest.raises(ConfigError, match="exclude each other"):
+        _cfg(tmp_path, model={"init_from": str(src_dir), "warm_start_from": str(src_dir)})
+
+
 def test_pupil_loss_weights_mark_the_latent_cells_of_the_eyes():
     from animate_anyone.pose.face import draw_face_maps
 

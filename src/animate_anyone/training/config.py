@@ -22,6 +22,10 @@ class ModelSection:
     preset: str = "tiny"  # architecture when starting from scratch
     init_from: str | None = None  # any loadable weights folder (Moore, MusePose, native, a previous stage)
     init_vae_from: str | None = None  # a diffusers VAE folder or a native layout's `vae/` (overrides init_from's)
+    # any loadable weights folder of another architecture: the `preset` is built, then every tensor of
+    # it whose name and shape match one of this folder's (UNets, pose guider, motion modules, CLIP
+    # encoder) is copied; the rest keep their fresh values (e.g. moving the lab model to lab-f4)
+    warm_start_from: str | None = None
     gradient_checkpointing: bool = False
     reset_motion_modules: bool = False  # video stage: zero the motion modules' output layers first
     reenact: bool = False  # face reenactment: two pose guiders fed the meta's face_upper/face_mouth maps
@@ -107,6 +111,9 @@ class TrainConfig:
             raise ConfigError(f"model.vae_latent_noise must be non-negative, got {self.model.vae_latent_noise}")
         if self.stage != "vae" and (self.model.vae_decoder_only or self.model.vae_latent_noise):
             raise ConfigError("model.vae_decoder_only and model.vae_latent_noise apply to the vae stage only")
+        if self.model.warm_start_from and self.model.init_from:
+            raise ConfigError("model.warm_start_from and model.init_from exclude each other: init_from loads a "
+                              "model as it is, warm_start_from copies what fits into the preset's")
         if self.noise.eye_loss_weight < 0:
             raise ConfigError(f"noise.eye_loss_weight must be non-negative, got {self.noise.eye_loss_weight}")
         if self.noise.eye_loss_weight and not (self.model.reenact and self.stage in ("image", "video")):
@@ -209,4 +216,5 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     cfg.data.meta = [rel(m) for m in cfg.data.meta]
     cfg.model.init_from = rel(cfg.model.init_from)
     cfg.model.init_vae_from = rel(cfg.model.init_vae_from)
+    cfg.model.warm_start_from = rel(cfg.model.warm_start_from)
     return cfg

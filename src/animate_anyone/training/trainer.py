@@ -169,6 +169,32 @@ def trainable_parameters(stage: str, model) -> dict[str, nn.Parameter]:
 # checkpoints
 
 
+def copy_matching_tensors(target: nn.Module, source: nn.Module) -> tuple[int, int, list[str]]:
+    """Copy into ``target`` every state-dict tensor of ``source`` with the same name and shape.
+
+    Returns (tensors copied, tensors in ``target``, names of those left as they were). For carrying
+    a trained model over to a changed architecture (``model.warm_start_from``).
+    """
+    theirs = source.state_dict()
+    ours = target.state_dict()
+    update, kept = {}, []
+    for name, tensor in ours.items():
+        other = theirs.get(name)
+        if other is not None and other.shape == tensor.shape:
+            update[name] = other.to(tensor.dtype)
+        else:
+            kept.append(name)
+    target.load_state_dict(update, strict=False)
+    return len(update), len(ours), kept
+
+
+def _name_list(names: list[str], limit: int = 6) -> str:
+    if not names:
+        return "none"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     found = []
     if out_dir.is_dir():
@@ -326,7 +352,11 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # initial weights are a function of the seed
         self._init_settings = {}  # the starting model's recommended inference settings (its demo.json)
-        if cfg.model.init_from:
+        if not cfg.model.init_from:  # built first: its fresh values are a function of the seed alone
+            cls = ReenactPipeline if cfg.model.reenact else AnimateAnyonePipeline
+            pipe = cls.from_config(get_preset(cfg.model.preset), seed=None)
+        source = cfg.model.init_from or cfg.model.warm_start_from
+        if source:
             from ..weights.layouts import (
                 inspect_weights,
                 load_pipeline,
@@ -334,17 +364,23 @@ class Trainer:
                 recommended_settings,
             )
 
-            self._init_settings = recommended_settings(cfg.model.init_from)  # a malformed file stops us now
+            self._init_settings = recommended_settings(source)  # a malformed file stops us now
 
-            if cfg.model.reenact and inspect_weights(cfg.model.init_from).kind in ("moore-reenact", "native-reenact"):
-                pipe = load_reenact_pipeline(cfg.model.init_from)
+            if cfg.model.reenact and inspect_weights(source).kind in ("moore-reenact", "native-reenact"):
+                loaded = load_reenact_pipeline(source)
             else:
-                pipe = load_pipeline(cfg.model.init_from)
+                loaded = load_pipeline(source)
                 if cfg.model.reenact:  # a body model as the start; pose_guider2 starts at zero
-                    pipe = ReenactPipeline.from_pipeline(pipe)
-        else:
-            cls = ReenactPipeline if cfg.model.reenact else AnimateAnyonePipeline
-            pipe = cls.from_config(get_preset(cfg.model.preset), seed=None)
+                    loaded = ReenactPipeline.from_pipeline(loaded)
+            if cfg.model.init_from:
+                pipe = loaded
+            else:  # warm start: what fits is copied into the preset's model (its autoencoder stays)
+                copied, total, kept = copy_matching_tensors(pipe.model, loaded.model)
+                c2, t2, k2 = copy_matching_tensors(pipe.image_encoder, loaded.image_encoder)
+                self.accelerator.print(
+                    f"warm start from {source}: copied {copied + c2} of {total + t2} tensors into preset "
+                    f"{cfg.model.preset}; fresh: {_name_list(kept + [f'image_encoder.{n}' for n in k2])}")
+                del loaded
         if cfg.model.init_vae_from:
             try:
                 pipe.vae = AutoencoderKL.from_pretrained(cfg.model.init_vae_from, local_files_only=True)
