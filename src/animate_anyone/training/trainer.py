@@ -596,8 +596,9 @@ class Trainer:
             settings = self.recommended_settings()
             if settings:
                 (tmp / SETTINGS_FILE).write_text(json.dumps({"settings": settings, "provenance": {
-                    "notes": "frame size (and context window) from the training data; the rest from "
-                             "model.init_from's demo.json; the run's config is in training.json"}}, indent=1))
+                    "notes": "frame size (and context window) from the training data; the rest from the "
+                             "starting model's demo.json (model.init_from or warm_start_from); the run's config "
+                             "is in training.json"}}, indent=1))
             if out.exists():
                 shutil.rmtree(out)
             os.replace(tmp, out)
@@ -610,7 +611,7 @@ class Trainer:
 
     def recommended_settings(self) -> dict:
         """The inference settings the exported model recommends (its ``demo.json``; ``animate``
-        uses them where no flag is given): those of ``model.init_from`` when it has any, with the
+        uses them where no flag is given): those of ``model.init_from`` (or ``warm_start_from``) when it has any, with the
         frame size of the training data and, after a video stage, context windows of its clip
         length. The autoencoder stage recommends nothing."""
         cfg = self.cfg
