@@ -375,11 +375,12 @@ class Trainer:
             if cfg.model.init_from:
                 pipe = loaded
             else:  # warm start: what fits is copied into the preset's model (its autoencoder stays)
-                copied, total, kept = copy_matching_tensors(pipe.model, loaded.model)
-                c2, t2, k2 = copy_matching_tensors(pipe.image_encoder, loaded.image_encoder)
-                self.accelerator.print(
-                    f"warm start from {source}: copied {copied + c2} of {total + t2} tensors into preset "
-                    f"{cfg.model.preset}; fresh: {_name_list(kept + [f'image_encoder.{n}' for n in k2])}")
+                def parts(p):
+                    return nn.ModuleDict({"model": p.model, "image_encoder": p.image_encoder})
+
+                copied, total, kept = copy_matching_tensors(parts(pipe), parts(loaded))
+                self.accelerator.print(f"warm start from {source}: copied {copied} of {total} tensors into preset "
+                                       f"{cfg.model.preset}; fresh: {_name_list(kept)}")
                 del loaded
         if cfg.model.init_vae_from:
             try:
