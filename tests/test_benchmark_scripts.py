@@ -101,3 +101,54 @@ def test_reenact_quality_scores_model_copy_and_ground_truth(reenact_weights, tmp
         assert "mouth state err" in printed
         for r in rows["ground-truth"]:
             assert 0 <= r["eyes_state_err"] <= 100 and 0 <= r["mouth_state_err"] <= 100
+
+
+def test_denoiser_fidelity_estimate_inverts_v_prediction_and_runs(capsys):
+    df = _load("denoiser_fidelity")
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, 4, generator=g), torch.randn(2, 3, 4, generator=g)
+    for a in (0.999, 0.5, 0.01):
+        a = torch.tensor(a)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        v = a.sqrt() * eps - (1 - a).sqrt() * x0  # the exact v target of the scheduler
+        torch.testing.assert_close(df.x0_estimate(x_t, v, a), x0, atol=1e-5, rtol=0)
+
+    assert df.main(["--sequences", "1", "--frames", "2", "--timesteps", "100", "999"]) == 0
+    out = capsys.readouterr().out
+    ssim_table, attention_table = out.split("weight on the reference token")
+    rows = {line.split(" | ")[0]: line for line in ssim_table.splitlines() if line.startswith("| ")}
+    assert {"| 100", "| 999", "| autoencoder (t = 0)", "| copy the reference"} <= set(rows)
+    # the first held-out sequence has a patterned background; both columns were measured
+    with_ref, without = (float(x) for x in rows["| 999"].split(" | ")[1].split(" / "))
+    assert 0 < with_ref <= 1 and 0 < without <= 1 and with_ref != without
+    assert "| 32x32 tokens | 16x16 tokens | 8x8 tokens | 4x4 tokens |" in attention_table
+    assert df.main(["--timesteps", "1000"]) == 1
+
+
+@torch.no_grad()
+def test_same_place_recorder_measures_without_changing_the_output():
+    from animate_anyone.models import AnimateAnyoneModel
+    from animate_anyone.models.presets import get_preset
+    from animate_anyone.models.reference_attention import spatial_self_attention_paths
+
+    from .conftest import randomise_
+
+    df = _load("denoiser_fidelity")
+    torch.manual_seed(0)
+    model = AnimateAnyoneModel(get_preset("tiny").replace(reference_position_features=8)).eval()
+    randomise_(model)
+    unet, bank = model.denoising_unet, model.bank
+    paths = spatial_self_attention_paths(unet)
+    for p in paths:  # a strong position term: every query should favour its own place
+        unet.get_submodule(f"{p}.attn1.reference_position").gain.fill_(3.0)
+    g = torch.Generator().manual_seed(1)
+    x, emb = torch.randn(1, 4, 2, 16, 16, generator=g), torch.randn(1, 1, model.config.cross_attention_dim, generator=g)
+    model.write_reference(torch.randn(1, 4, 16, 16, generator=g), emb)
+    plain = unet(x, 500, emb)
+    sink: dict = {}
+    for p in paths:
+        unet.get_submodule(p + ".attn1").set_processor(df.SamePlaceRecorder(bank, p, sink))
+    recorded = unet(x, 500, emb)
+    torch.testing.assert_close(recorded, plain, atol=0, rtol=0)
+    assert sorted(sink) == [4, 16, 64, 256]  # the four levels of a 16x16 latent
+    assert min(min(v) for v in sink.values()) > 1.5 and max(sink[256]) > 10

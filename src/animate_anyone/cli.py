@@ -24,6 +24,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             f"pose guider {list(cfg.pose_guider_block_out_channels)} -> {cfg.pose_guider_embedding_channels}, "
             f"autoencoder widths {list(cfg.vae['block_out_channels'])}, {cfg.vae['layers_per_block']} per level, "
             f"{cfg.vae['latent_channels']} latent channels at 1/{cfg.vae_factor} of the frame"
+            + (f", position term in the reference attention ({cfg.reference_position_features} features)"
+               if cfg.reference_position_features else "")
         )
     return 0
 

@@ -10,6 +10,9 @@ def test_presets_command(capsys):
     assert "sd15: UNet widths [320, 640, 1280, 1280]" in out and "tiny:" in out
     assert "lab-large-vae:" in out and "autoencoder widths [32, 64, 64, 64], 2 per level, 16 latent channels at 1/8" in out
     assert "lab-f4:" in out and "pose guider [16, 32, 64]" in out and "8 latent channels at 1/4 of the frame" in out
+    lines = {line.split(":")[0]: line for line in out.splitlines()}
+    assert lines["lab-f4-pos"].endswith("position term in the reference attention (16 features)")
+    assert "position term" not in lines["lab-f4"] and "position term" not in lines["sd15"]
 
 
 def test_console_entry_point_runs():

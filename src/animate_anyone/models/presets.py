@@ -91,6 +91,11 @@ class ModelConfig:
         image_encoder: transformers ``CLIPVisionConfig`` kwargs plus ``projection_dim``.
         vae: diffusers ``AutoencoderKL`` kwargs.
         vae_scaling_factor: latent scale; the reference hard-codes 0.18215.
+        reference_position_features: 0 (the released architecture) or a multiple of 4: the
+            denoiser's reference attention also scores each reference token by where it lies
+            relative to the query (:class:`~animate_anyone.models.reference_attention.ReferencePosition`;
+            one learned gain per head and block, zero at initialisation). Our extension for small
+            models, which do not learn to copy a static background position by position.
     """
 
     unet: dict[str, Any]
@@ -102,8 +107,12 @@ class ModelConfig:
     image_encoder: dict[str, Any] = dataclasses.field(default_factory=dict)
     vae: dict[str, Any] = dataclasses.field(default_factory=dict)
     vae_scaling_factor: float = 0.18215
+    reference_position_features: int = 0
 
     def __post_init__(self) -> None:
+        if self.reference_position_features < 0 or self.reference_position_features % 4:
+            raise ConfigError(f"reference_position_features must be 0 or a positive multiple of 4, "
+                              f"not {self.reference_position_features}")
         self.unet = normalise_sd_unet_config(self.unet)
         self.pose_guider_block_out_channels = tuple(self.pose_guider_block_out_channels)
         guider = downscale_factor(self.pose_guider_block_out_channels)
@@ -308,8 +317,19 @@ def _lab_f4() -> ModelConfig:
     return cfg
 
 
+def _lab_f4_pos() -> ModelConfig:
+    # ``lab-f4`` whose denoiser can also find a reference token by its position. Trained lab-f4
+    # models attend to the reference nearly uniformly over positions in the 32x32 blocks (the
+    # weight on the same cell is that of any other cell: benchmarks/denoiser_fidelity.py and
+    # docs/training.md), so a static patterned background comes out in its mean colour. Same
+    # tensors as lab-f4 plus one gain per head and block: a lab-f4 model warm-starts into it.
+    cfg = _lab_f4()
+    cfg.reference_position_features = 16
+    return cfg
+
+
 PRESETS = {"sd15": _sd15, "small": _small, "tiny": _tiny, "lab": _lab, "lab-large-vae": _lab_large_vae,
-           "lab-f4": _lab_f4}
+           "lab-f4": _lab_f4, "lab-f4-pos": _lab_f4_pos}
 
 
 def get_preset(name: str) -> ModelConfig:

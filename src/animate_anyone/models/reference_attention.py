@@ -9,6 +9,10 @@ those reference tokens (repeated over the frames):
 
 Both sides are diffusers attention processors keyed by module path, so no model code is patched
 and the pairing of writer and reader blocks is explicit.
+
+Optionally (``ModelConfig.reference_position_features``, our extension; off for the released
+architecture) a reading block also carries a :class:`ReferencePosition`: every reference token's
+score gains a learned multiple of how close it lies to the query's own position.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ class ReferenceBank:
             not see the reference (classifier-free guidance's unconditional half). Set by the
             caller around a denoiser call; 0 means every sample reads the bank.
         num_frames: frames per sample of the current denoiser call (set by the denoising UNet).
+        latent_size, reference_size: ``(height, width)`` of the denoiser's latent in the current call
+            and of the reference latent the bank was written from (set by the two UNets); they
+            give each block's token grid to :class:`ReferencePosition`.
         cache_projections: reuse the key/value projections of the bank across calls. Only valid
             while weights do not change (inference); the cache is dropped with ``clear()``.
     """
@@ -57,6 +64,8 @@ class ReferenceBank:
         self.features: dict[str, torch.Tensor] = {}
         self.uncond_samples = 0
         self.num_frames = 1
+        self.latent_size: tuple[int, int] | None = None
+        self.reference_size: tuple[int, int] | None = None
         self.cache_projections = False
         self._kv_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -72,6 +81,7 @@ class ReferenceBank:
     def clear(self) -> None:
         self.features.clear()
         self._kv_cache.clear()
+        self.reference_size = None
 
     def key_value(self, path: str, attn: Attention, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Key and value projections ``(ref_batch, tokens, inner_dim)`` of the stored tokens."""
@@ -104,6 +114,72 @@ def is_plain_attention(attn: Attention) -> bool:
 def _check_plain(attn: Attention) -> None:
     if not is_plain_attention(attn):
         raise ValueError("reference attention supports plain SD self-attention blocks only")
+
+
+def token_grid(size: tuple[int, int], tokens: int) -> tuple[int, int]:
+    """``(rows, cols)`` of the UNet level whose blocks see ``tokens`` tokens, for a latent of ``size``:
+    each level halves the sides, rounding up (diffusers' stride-2 convolutions with padding 1)."""
+    h, w = int(size[0]), int(size[1])
+    while h * w > tokens and h * w > 1:
+        h, w = -(-h // 2), -(-w // 2)
+    if h * w != tokens:
+        raise ValueError(f"{tokens} tokens are no level of a {size[0]}x{size[1]} latent")
+    return h, w
+
+
+class ReferencePosition(nn.Module):
+    """Position term of a reading block's reference attention (``reference_position_features``).
+
+    Each token of a ``rows x cols`` grid gets ``features`` fixed sinusoids of its row and column
+    (wavelengths 4, 8, 16, ... tokens; ``features / 4`` per axis, a sine and a cosine each), so
+    the dot product of two tokens' features is ``sum_k cos(w_k dy) + cos(w_k dx)``: largest at
+    the same place and falling off with distance. Head ``h`` adds ``GAIN * gain[h]`` times that
+    (times the attention's scale) to the score of every reference token; the frame's own tokens
+    get nothing. It is computed exactly by appending the features to the heads' queries and keys.
+    ``gain`` starts at zero, so a model warm-started into a preset with this term computes what
+    it did before until training moves the gains.
+    """
+
+    GAIN = 32.0  # Adam moves a parameter by about lr per step; with 8, 500 lab steps moved no gain past 0.09
+
+    def __init__(self, heads: int, features: int):
+        super().__init__()
+        if features <= 0 or features % 4:
+            raise ValueError(f"features must be a positive multiple of 4, not {features}")
+        self.features = features
+        self.gain = nn.Parameter(torch.zeros(heads))
+
+    def grid_features(self, grid: tuple[int, int], into: tuple[int, int], device, dtype) -> torch.Tensor:
+        """``(rows*cols, features)`` for the tokens of ``grid``, positions measured in cells of the
+        grid ``into`` (the query's; a reference of another size is stretched onto it)."""
+        rows, cols = grid
+        y = (torch.arange(rows, device=device, dtype=torch.float32) + 0.5) * (into[0] / rows) - 0.5
+        x = (torch.arange(cols, device=device, dtype=torch.float32) + 0.5) * (into[1] / cols) - 0.5
+        omega = 2 * torch.pi / (4.0 * 2.0 ** torch.arange(self.features // 4, device=device, dtype=torch.float32))
+        fy = torch.cat([torch.sin(y[:, None] * omega), torch.cos(y[:, None] * omega)], 1)  # (rows, f/2)
+        fx = torch.cat([torch.sin(x[:, None] * omega), torch.cos(x[:, None] * omega)], 1)  # (cols, f/2)
+        out = torch.cat([fy[:, None].expand(rows, cols, -1), fx[None].expand(rows, cols, -1)], -1)
+        return out.reshape(rows * cols, self.features).to(dtype)
+
+
+def _attend_with_position(attn: Attention, position: ReferencePosition, q: torch.Tensor, k: torch.Tensor,
+                          v: torch.Tensor, ref_tokens: int, grid: tuple[int, int],
+                          ref_grid: tuple[int, int]) -> torch.Tensor:
+    """:func:`_attend` over ``[own tokens ; ref_tokens reference tokens]`` keys with the position
+    term of ``position`` on the reference keys."""
+    n, t, inner = q.shape
+    heads, f = attn.heads, position.features
+    qh, kh, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)  # (n, heads, tokens, d)
+    d = qh.shape[-1]
+    own = position.grid_features(grid, grid, q.device, q.dtype)  # (t, f)
+    ref = position.grid_features(ref_grid, grid, q.device, q.dtype)  # (ref_tokens, f)
+    gain = (position.GAIN * position.gain).to(q.dtype).view(1, heads, 1, 1)
+    q_pos = (gain * own).expand(n, heads, t, f)
+    k_pos = torch.cat([own.new_zeros(k.shape[1] - ref_tokens, f), ref]).expand(n, heads, -1, f)
+    out = F.scaled_dot_product_attention(torch.cat([qh, q_pos], -1), torch.cat([kh, k_pos], -1),
+                                         F.pad(vh, (0, f)), scale=d**-0.5)[..., :d]
+    out = out.transpose(1, 2).reshape(n, t, inner).to(q.dtype)
+    return attn.to_out[1](attn.to_out[0](out))
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -173,12 +249,18 @@ class ReferenceReadProcessor:
         repeat = read_rows // ref_k.shape[0]
         ref_k = ref_k.repeat_interleave(repeat, dim=0)
         ref_v = ref_v.repeat_interleave(repeat, dim=0)
-        out_ref = _attend(
-            attn,
-            q[plain_rows:],
-            torch.cat([k[plain_rows:], ref_k], dim=1),  # (read_rows, tokens + ref_tokens, inner)
-            torch.cat([v[plain_rows:], ref_v], dim=1),
-        )
+        keys = torch.cat([k[plain_rows:], ref_k], dim=1)  # (read_rows, tokens + ref_tokens, inner)
+        values = torch.cat([v[plain_rows:], ref_v], dim=1)
+        position = getattr(attn, "reference_position", None)
+        if position is None:
+            out_ref = _attend(attn, q[plain_rows:], keys, values)
+        else:
+            if self.bank.latent_size is None or self.bank.reference_size is None:
+                raise RuntimeError("the bank does not know the latent sizes that ReferencePosition needs")
+            grid = token_grid(self.bank.latent_size, q.shape[1])
+            ref_grid = token_grid(self.bank.reference_size, ref_k.shape[1])
+            out_ref = _attend_with_position(attn, position, q[plain_rows:], keys, values, ref_k.shape[1],
+                                            grid, ref_grid)
         if plain_rows == 0:
             return out_ref
         out_plain = _attend(attn, q[:plain_rows], k[:plain_rows], v[:plain_rows])
@@ -200,6 +282,16 @@ def _install(unet: nn.Module, bank: ReferenceBank, processor_cls) -> list[str]:
 def install_reference_writer(unet: nn.Module, bank: ReferenceBank) -> list[str]:
     """Make every spatial self-attention of ``unet`` write its input tokens into ``bank``."""
     return _install(unet, bank, ReferenceWriteProcessor)
+
+
+def add_reference_position(unet: nn.Module, features: int) -> list[str]:
+    """Give every spatial self-attention of the denoising ``unet`` a :class:`ReferencePosition`
+    (submodule ``attn1.reference_position``: its gains are part of the UNet's state dict)."""
+    paths = spatial_self_attention_paths(unet)
+    for path in paths:
+        attn = unet.get_submodule(path + ".attn1")
+        attn.add_module("reference_position", ReferencePosition(attn.heads, features))
+    return paths
 
 
 def install_reference_reader(unet: nn.Module, bank: ReferenceBank) -> list[str]:

@@ -21,7 +21,12 @@ from torch.nn import functional as F
 
 from .cross_attention import install_single_token_cross_attention
 from .presets import ModelConfig
-from .reference_attention import ReferenceBank, install_reference_reader, install_reference_writer
+from .reference_attention import (
+    ReferenceBank,
+    add_reference_position,
+    install_reference_reader,
+    install_reference_writer,
+)
 from .temporal_attention import TemporalAttnProcessor
 
 _MOTION_BLOCK_TYPES = {
@@ -130,7 +135,10 @@ class DenoisingUNet(UNetMotionModel):
 
     @classmethod
     def from_model_config(cls, config: ModelConfig) -> DenoisingUNet:
-        return cls(**denoising_unet_kwargs(config))
+        unet = cls(**denoising_unet_kwargs(config))
+        if config.reference_position_features:
+            add_reference_position(unet, config.reference_position_features)
+        return unet
 
     def set_motion_modules(self, enabled: bool) -> None:
         """Switch the temporal motion modules on (video) or off (image training, stage 1)."""
@@ -182,6 +190,7 @@ class DenoisingUNet(UNetMotionModel):
             hook = self.conv_in.register_forward_hook(lambda _m, _i, out: out + residual)
         if self.reference_bank is not None:
             self.reference_bank.num_frames = f
+            self.reference_bank.latent_size = (h, w)
         try:
             out = super().forward(sample, timestep, encoder_hidden_states, return_dict=return_dict, **kwargs)
         finally:
@@ -218,5 +227,6 @@ class ReferenceUNet(UNet2DConditionModel):
         if self.reference_bank is None:
             raise RuntimeError("call enable_reference(bank) before write_bank()")
         self.reference_bank.clear()
+        self.reference_bank.reference_size = tuple(latents.shape[-2:])
         super().forward(latents, timestep, encoder_hidden_states, return_dict=False)
         return self.reference_bank
