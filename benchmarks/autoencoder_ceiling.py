@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from animate_anyone.demo import default_weights, demo_settings, frame_metrics, heldout_example
+from animate_anyone.demo import default_weights, demo_settings, frame_metrics, heldout_example, load_pipelines
 
 
 def main(argv=None) -> int:
@@ -32,11 +32,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from animate_anyone.errors import AnimateAnyoneError
-    from animate_anyone.weights.layouts import load_pipeline
 
-    folders = [default_weights() if m == "demo" else Path(m) for m in args.models]
     try:
-        pipes = [load_pipeline(f) for f in folders]
+        folders, pipes = load_pipelines(args.models)
     except AnimateAnyoneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -29,13 +29,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from animate_anyone.demo import default_weights, demo_settings, example_parts, frame_metrics, heldout_clip
+from animate_anyone.demo import demo_settings, example_parts, frame_metrics, heldout_clip, load_pipelines
 from animate_anyone.lab.background import PATTERNED_BACKGROUNDS
 from animate_anyone.models.reference_attention import (
     ReferencePosition,
@@ -150,11 +149,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from animate_anyone.errors import AnimateAnyoneError
-    from animate_anyone.weights.layouts import load_pipeline
 
-    folders = [default_weights() if m == "demo" else Path(m) for m in args.models]
     try:
-        pipes = [load_pipeline(f) for f in folders]
+        folders, pipes = load_pipelines(args.models)
     except AnimateAnyoneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -36,6 +36,15 @@ def default_weights() -> Path:
     return path
 
 
+def load_pipelines(names) -> tuple[list[Path], list]:
+    """``(folders, pipelines)`` for the model folders a benchmark is given (``demo``: the shipped
+    model). An unusable folder raises :class:`~animate_anyone.errors.AnimateAnyoneError`."""
+    from .weights.layouts import load_pipeline
+
+    folders = [default_weights() if m == "demo" else Path(m) for m in names]
+    return folders, [load_pipeline(f) for f in folders]
+
+
 def demo_settings(weights: Path) -> dict:
     """The demo's settings: ``DEFAULT_SETTINGS`` updated by the model folder's ``demo.json``."""
     from .weights.layouts import recommended_settings
