@@ -75,10 +75,7 @@ class SamePlaceRecorder(ReferenceReadProcessor):
             grid = token_grid(self.bank.latent_size, t)
             if position is not None:
                 ref_grid = token_grid(self.bank.reference_size, tr)
-                own = position.grid_features(grid, grid, q.device, q.dtype)
-                ref = position.grid_features(ref_grid, grid, q.device, q.dtype)
-                gain = (position.GAIN * position.gain).view(1, heads, 1, 1)
-                scores[..., t:] += gain * (own @ ref.T) * d**-0.5
+                scores[..., t:] += position.score_bias(grid, ref_grid, d, q.device, q.dtype)
             if tr == t:  # same grid: token i of the reference is at query i's place
                 weights = scores.softmax(-1)[..., t:]  # (n, heads, t, tr)
                 same = weights.diagonal(dim1=-2, dim2=-1).mean()

@@ -68,6 +68,7 @@ def test_attention_with_position_is_the_written_formula():
     scores = qh @ kh.transpose(-1, -2) / d**0.5
     bias = (ReferencePosition.GAIN * pos.gain).view(1, heads, 1, 1) * (fq @ fr.T) / d**0.5
     scores[..., own:] += bias
+    torch.testing.assert_close(pos.score_bias((3, 4), (2, 3), d, "cpu", q.dtype), bias[0], atol=1e-6, rtol=0)
     expected = (scores.softmax(-1) @ vh).transpose(1, 2).reshape(n, own, heads * d)
     expected = attn.to_out[1](attn.to_out[0](expected))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)

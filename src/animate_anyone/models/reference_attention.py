@@ -161,6 +161,14 @@ class ReferencePosition(nn.Module):
         out = torch.cat([fy[:, None].expand(rows, cols, -1), fx[None].expand(rows, cols, -1)], -1)
         return out.reshape(rows * cols, self.features).to(dtype)
 
+    def score_bias(self, grid: tuple[int, int], ref_grid: tuple[int, int], head_dim: int, device,
+                   dtype) -> torch.Tensor:
+        """``(heads, rows*cols, ref_tokens)``: what this term adds to each head's score of each
+        reference token (what :func:`_attend_with_position` computes implicitly)."""
+        own = self.grid_features(grid, grid, device, dtype)
+        ref = self.grid_features(ref_grid, grid, device, dtype)
+        return (self.GAIN * self.gain).to(dtype).view(-1, 1, 1) * (own @ ref.T) * head_dim**-0.5
+
 
 def _attend_with_position(attn: Attention, position: ReferencePosition, q: torch.Tensor, k: torch.Tensor,
                           v: torch.Tensor, ref_tokens: int, grid: tuple[int, int],
