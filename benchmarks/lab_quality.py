@@ -18,7 +18,8 @@ ground truth; their exact keypoints, drawn as pose maps, drive the model. Printe
 
 Methods, all measured in this run:
 * ``model``            the model as shipped;
-* ``no-referencenet``  the same model and seed with the ReferenceNet switched off (empty bank);
+* ``no-referencenet``  the same model and seed with the ReferenceNet switched off (empty bank;
+                       a model with a reference latent input loses that too: it rides in the bank);
 * ``copy-reference``   the reference image repeated (what a model that ignores the pose gets);
 * ``autoencoder``      the ground truth encoded and decoded by the model's autoencoder: the
                        ceiling any denoiser working in its latent space can reach;

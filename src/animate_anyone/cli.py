@@ -26,6 +26,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             f"{cfg.vae['latent_channels']} latent channels at 1/{cfg.vae_factor} of the frame"
             + (f", position term in the reference attention ({cfg.reference_position_features} features)"
                if cfg.reference_position_features else "")
+            + (", reference latent added after conv_in" if cfg.reference_latent_input else "")
         )
     return 0
 

@@ -13,6 +13,8 @@ def test_presets_command(capsys):
     lines = {line.split(":")[0]: line for line in out.splitlines()}
     assert lines["lab-f4-pos"].endswith("position term in the reference attention (16 features)")
     assert "position term" not in lines["lab-f4"] and "position term" not in lines["sd15"]
+    assert lines["lab-f4-ref"].endswith("(16 features), reference latent added after conv_in")
+    assert not any("reference latent" in lines[n] for n in ("lab-f4-pos", "lab-f4", "sd15"))
 
 
 def test_console_entry_point_runs():

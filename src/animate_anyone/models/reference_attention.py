@@ -57,6 +57,8 @@ class ReferenceBank:
             give each block's token grid to :class:`ReferencePosition`.
         cache_projections: reuse the key/value projections of the bank across calls. Only valid
             while weights do not change (inference); the cache is dropped with ``clear()``.
+        reference_latent: the latent the bank was written from, ``(ref_batch, channels, h, w)``, for
+            a denoiser with a :class:`~animate_anyone.models.reference_latent.ReferenceLatentInput`.
     """
 
     def __init__(self, storage_dtype: torch.dtype | None = None):
@@ -66,6 +68,7 @@ class ReferenceBank:
         self.num_frames = 1
         self.latent_size: tuple[int, int] | None = None
         self.reference_size: tuple[int, int] | None = None
+        self.reference_latent: torch.Tensor | None = None
         self.cache_projections = False
         self._kv_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -82,6 +85,7 @@ class ReferenceBank:
         self.features.clear()
         self._kv_cache.clear()
         self.reference_size = None
+        self.reference_latent = None
 
     def key_value(self, path: str, attn: Attention, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Key and value projections ``(ref_batch, tokens, inner_dim)`` of the stored tokens."""

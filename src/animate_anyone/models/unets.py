@@ -27,6 +27,7 @@ from .reference_attention import (
     install_reference_reader,
     install_reference_writer,
 )
+from .reference_latent import ReferenceLatentInput, frame_rows
 from .temporal_attention import TemporalAttnProcessor
 
 _MOTION_BLOCK_TYPES = {
@@ -138,6 +139,9 @@ class DenoisingUNet(UNetMotionModel):
         unet = cls(**denoising_unet_kwargs(config))
         if config.reference_position_features:
             add_reference_position(unet, config.reference_position_features)
+        if config.reference_latent_input:
+            unet.add_module("reference_latent_input", ReferenceLatentInput(
+                int(config.unet["in_channels"]), int(config.unet["block_out_channels"][0])))
         return unet
 
     def set_motion_modules(self, enabled: bool) -> None:
@@ -180,6 +184,7 @@ class DenoisingUNet(UNetMotionModel):
         # (b, tokens, dim) -> (b*f, tokens, dim): the spatial blocks see one row per frame
         encoder_hidden_states = encoder_hidden_states.repeat_interleave(f, dim=0)
         hook = None
+        residual = None
         if pose_features is not None:
             if pose_features.shape[0] != b or pose_features.shape[2:] != (f, h, w):
                 raise ValueError(
@@ -187,6 +192,10 @@ class DenoisingUNet(UNetMotionModel):
                 )
             # (b, C0, f, h, w) -> (b*f, C0, h, w), the layout of conv_in's output
             residual = pose_features.transpose(1, 2).reshape(b * f, -1, h, w).to(sample.dtype)
+        reference = self._reference_latent_residual(b, f, (h, w), sample.dtype)
+        if reference is not None:
+            residual = reference if residual is None else residual + reference
+        if residual is not None:
             hook = self.conv_in.register_forward_hook(lambda _m, _i, out: out + residual)
         if self.reference_bank is not None:
             self.reference_bank.num_frames = f
@@ -197,6 +206,17 @@ class DenoisingUNet(UNetMotionModel):
             if hook is not None:
                 hook.remove()
         return out if return_dict else out[0]
+
+    def _reference_latent_residual(self, batch: int, frames: int, size: tuple[int, int],
+                                   dtype: torch.dtype) -> torch.Tensor | None:
+        """The reference latent path's ``(batch * frames, C0, h, w)`` residual, or None (no such
+        path, or no reference latent in the bank)."""
+        path = getattr(self, "reference_latent_input", None)
+        bank = self.reference_bank
+        if path is None or bank is None or bank.reference_latent is None:
+            return None
+        residual = path(bank.reference_latent.to(dtype), size)  # (ref_batch, C0, h, w)
+        return frame_rows(residual, batch, frames, bank.uncond_samples)
 
 
 class ReferenceUNet(UNet2DConditionModel):
@@ -228,5 +248,6 @@ class ReferenceUNet(UNet2DConditionModel):
             raise RuntimeError("call enable_reference(bank) before write_bank()")
         self.reference_bank.clear()
         self.reference_bank.reference_size = tuple(latents.shape[-2:])
+        self.reference_bank.reference_latent = latents
         super().forward(latents, timestep, encoder_hidden_states, return_dict=False)
         return self.reference_bank

@@ -326,8 +326,9 @@ class AnimateAnyonePipeline:
             decode_chunk_size: frames per VAE decode call (4: at 512×768 the 8-frame decode would
                 be the peak of the whole call on a GPU, docs/performance.md).
             callback: called after every step as ``callback(step_index, timestep, latents)``.
-            use_reference: ``False`` skips the ReferenceNet (empty bank: plain self-attention;
-                the CLIP embedding is still used): the ablation "without ReferenceNet features".
+            use_reference: ``False`` skips the ReferenceNet (empty bank: plain self-attention, and
+                no reference latent for a model with ``reference_latent_input``; the CLIP embedding
+                is still used): the ablation "without ReferenceNet features".
             strength: fraction of the DDIM schedule to run. ``1.0`` (the reference
                 implementation's behaviour) starts every frame from pure noise; below 1 every frame
                 starts from the reference latent noised to the first of the last
