@@ -52,13 +52,14 @@ class ReferenceBank:
             not see the reference (classifier-free guidance's unconditional half). Set by the
             caller around a denoiser call; 0 means every sample reads the bank.
         num_frames: frames per sample of the current denoiser call (set by the denoising UNet).
-        latent_size, reference_size: ``(height, width)`` of the denoiser's latent in the current call
-            and of the reference latent the bank was written from (set by the two UNets); they
-            give each block's token grid to :class:`ReferencePosition`.
+        latent_size: ``(height, width)`` of the denoiser's latent in the current call (set by the
+            denoising UNet); with :attr:`reference_size` it gives each block's token grid to
+            :class:`ReferencePosition`.
         cache_projections: reuse the key/value projections of the bank across calls. Only valid
             while weights do not change (inference); the cache is dropped with ``clear()``.
-        reference_latent: the latent the bank was written from, ``(ref_batch, channels, h, w)``, for
-            a denoiser with a :class:`~animate_anyone.models.reference_latent.ReferenceLatentInput`.
+        reference_latent: the latent the bank was written from, ``(ref_batch, channels, h, w)``
+            (set by the reference UNet): its size places the reference tokens, and a denoiser
+            with a :class:`~animate_anyone.models.reference_latent.ReferenceLatentInput` reads it.
     """
 
     def __init__(self, storage_dtype: torch.dtype | None = None):
@@ -67,10 +68,14 @@ class ReferenceBank:
         self.uncond_samples = 0
         self.num_frames = 1
         self.latent_size: tuple[int, int] | None = None
-        self.reference_size: tuple[int, int] | None = None
         self.reference_latent: torch.Tensor | None = None
         self.cache_projections = False
         self._kv_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def reference_size(self) -> tuple[int, int] | None:
+        """``(height, width)`` of the reference latent the bank was written from."""
+        return None if self.reference_latent is None else tuple(self.reference_latent.shape[-2:])
 
     def __len__(self) -> int:
         return len(self.features)
@@ -84,7 +89,6 @@ class ReferenceBank:
     def clear(self) -> None:
         self.features.clear()
         self._kv_cache.clear()
-        self.reference_size = None
         self.reference_latent = None
 
     def key_value(self, path: str, attn: Attention, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -247,7 +247,6 @@ class ReferenceUNet(UNet2DConditionModel):
         if self.reference_bank is None:
             raise RuntimeError("call enable_reference(bank) before write_bank()")
         self.reference_bank.clear()
-        self.reference_bank.reference_size = tuple(latents.shape[-2:])
         self.reference_bank.reference_latent = latents
         super().forward(latents, timestep, encoder_hidden_states, return_dict=False)
         return self.reference_bank
