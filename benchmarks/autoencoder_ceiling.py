@@ -1,8 +1,9 @@
 """How far can a denoiser in each model's latent space get? Autoencoders side by side.
 
 For the held-out lab sequences of ``lab_quality.py`` (same characters, motions, frames and size),
-the ground truth is encoded (posterior mean) and decoded by each given model's autoencoder and
-scored against itself: SSIM, PSNR (dB) and L1. The copy-the-reference baseline of the same
+the ground truth is encoded (posterior mean) and decoded by each given model's autoencoder (and
+refined against the reference by a model's reference detail refiner, if it has one) and scored
+against itself: SSIM, PSNR (dB) and L1. The copy-the-reference baseline of the same
 sequences is printed as the bar a lab model has to clear (acceptance 1 of the demo model). Use it
 to judge an autoencoder run before spending hours on the denoiser stages on top of it.
 
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
         ref, _, gt, info = heldout_example(i, s["size"], s["frames"], s["gap"])
         rows["copy-reference"].append(frame_metrics(np.repeat(ref[None], len(gt), axis=0), gt))
         for name, pipe in zip(args.models, pipes):
-            rows[str(name)].append(frame_metrics(pipe.autoencode(gt), gt))
+            rows[str(name)].append(frame_metrics(pipe.autoencode(gt, reference=ref), gt))
         print(f"[{i + 1}/{args.sequences}] {info['category']:8s} {info['motion']:14s} "
               + " | ".join(f"{n} {r[-1]['ssim']:.3f}" for n, r in rows.items()), flush=True)
     print(f"\n{args.sequences} held-out sequences, {s['frames']} frames at {s['size']}x{s['size']}, "

@@ -19,10 +19,12 @@ ground truth; their exact keypoints, drawn as pose maps, drive the model. Printe
 Methods, all measured in this run:
 * ``model``            the model as shipped;
 * ``no-referencenet``  the same model and seed with the ReferenceNet switched off (empty bank;
-                       a model with a reference latent input loses that too: it rides in the bank);
+                       a model with a reference latent input loses that too: it rides in the bank;
+                       a model with a reference detail refiner runs without it);
 * ``copy-reference``   the reference image repeated (what a model that ignores the pose gets);
-* ``autoencoder``      the ground truth encoded and decoded by the model's autoencoder: the
-                       ceiling any denoiser working in its latent space can reach;
+* ``autoencoder``      the ground truth encoded and decoded by the model's autoencoder (and
+                       refined against the reference, for a model with a reference detail
+                       refiner): the ceiling any denoiser working in its latent space can reach;
 * ``ground-truth``     (pose fidelity only) how well the detector does on the true frames.
 
     python benchmarks/lab_quality.py                      # the shipped demo model
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
                 "no-referencenet": pipe(Image.fromarray(ref), list(poses), use_reference=False, **kw).to_uint8(),
             }
         outs["copy-reference"] = np.repeat(ref[None], len(gt), axis=0)
-        outs["autoencoder"] = pipe.autoencode(gt)
+        outs["autoencoder"] = pipe.autoencode(gt, reference=ref)  # refined too, if the model has a refiner
         outs["ground-truth"] = gt
         for name, frames in outs.items():
             r = {} if name == "ground-truth" else frame_metrics(frames, gt)

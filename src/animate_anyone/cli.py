@@ -27,6 +27,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             + (f", position term in the reference attention ({cfg.reference_position_features} features)"
                if cfg.reference_position_features else "")
             + (", reference latent added after conv_in" if cfg.reference_latent_input else "")
+            + (f", reference detail refiner after the decoder ({cfg.reference_refiner_channels} channels)"
+               if cfg.reference_refiner_channels else "")
         )
     return 0
 

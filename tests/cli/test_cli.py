@@ -14,6 +14,7 @@ def test_presets_command(capsys):
     assert lines["lab-f4-pos"].endswith("position term in the reference attention (16 features)")
     assert "position term" not in lines["lab-f4"] and "position term" not in lines["sd15"]
     assert lines["lab-f4-ref"].endswith("(16 features), reference latent added after conv_in")
+    assert lines["lab-f4-refine"].endswith("after conv_in, reference detail refiner after the decoder (32 channels)")
     assert not any("reference latent" in lines[n] for n in ("lab-f4-pos", "lab-f4", "sd15"))
 
 

@@ -51,6 +51,10 @@ def test_strict_config_rejects_unknown_and_mistyped_keys(tmp_path):
         config_from_dict({"stage": "image", "model": {"vae_decoder_only": True}})
     with pytest.raises(ConfigError, match="non-negative"):
         config_from_dict({"stage": "vae", "model": {"vae_latent_noise": -0.5}})
+    with pytest.raises(ConfigError, match="vae and refiner stages only"):
+        config_from_dict({"stage": "image", "model": {"vae_latent_noise": 0.5}})
+    with pytest.raises(ConfigError, match="refiner_channels must be at least 1"):
+        config_from_dict({"stage": "refiner", "model": {"refiner_channels": 0}})
     with pytest.raises(ConfigError, match="needs model.reenact"):
         config_from_dict({"noise": {"eye_loss_weight": 4.0}})
     with pytest.raises(ConfigError, match="eye_loss_weight must be non-negative"):
@@ -195,6 +199,34 @@ def test_vae_decoder_only_keeps_the_latent_space(tmp_path):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)
     assert after_vae.config.scaling_factor == pytest.approx(AutoencoderKL.load_config(first / "vae")["scaling_factor"])
+
+
+def test_refiner_stage_adds_and_trains_only_the_refiner_and_exports_it(tmp_path):
+    from animate_anyone.weights.layouts import load_pipeline
+
+    first = Trainer(_cfg(tmp_path, max_steps=1), dataset=MovingSquares(), cpu=True).train()
+    assert load_pipeline(first).model.refiner is None
+    cfg = _cfg(tmp_path, stage="refiner", output_dir=str(tmp_path / "ref"), max_steps=3,
+               model={"init_from": str(first), "refiner_channels": 8, "vae_latent_noise": 0.5})
+    tr = Trainer(cfg, dataset=MovingSquares(), cpu=True)
+    assert tr.params and all(k.startswith("reference_refiner.") for k in tr.params)
+    before = _snapshot(tr.pipe.model)
+    vae_before = _snapshot(tr.pipe.vae)
+    out = tr.train()
+    after = tr.pipe.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("reference_refiner.") for k in changed)
+    assert all(torch.equal(v, tr.pipe.vae.state_dict()[k]) for k, v in vae_before.items())
+    pipe = load_pipeline(out)
+    assert pipe.model.config.reference_refiner_channels == 8
+    for k, v in pipe.model.reference_refiner.state_dict().items():
+        assert torch.equal(v, after[f"reference_refiner.{k}"])
+    # a second refiner run continues the refiner it finds
+    cfg2 = _cfg(tmp_path, stage="refiner", output_dir=str(tmp_path / "ref2"), max_steps=1,
+                model={"init_from": str(out), "refiner_channels": 4})
+    tr2 = Trainer(cfg2, dataset=MovingSquares(), cpu=True)
+    assert tr2.pipe.model.config.reference_refiner_channels == 8
+    assert torch.equal(tr2.pipe.model.reference_refiner.conv_out.weight, after["reference_refiner.conv_out.weight"])
 
 
 def test_reenact_image_stage_trains_both_pose_guiders_and_exports(tmp_path):

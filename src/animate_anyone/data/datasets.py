@@ -440,15 +440,15 @@ def make_dataset(
     seed: int = 0,
     pose_fields: tuple[str, ...] = ("pose_path",),
 ) -> ImagePairDataset | ClipDataset:
-    """The dataset of a training stage: ``"image"`` (stage 1) and ``"vae"`` -> :class:`ImagePairDataset`,
+    """The dataset of a training stage: ``"image"`` (stage 1), ``"vae"`` and ``"refiner"`` -> :class:`ImagePairDataset`,
     ``"video"`` (stage 2) -> :class:`ClipDataset` (``sample_rate`` = frame stride). ``crop_scale``
     defaults to each class's default ((0.9, 1) for images, (1, 1) for clips)."""
     common = dict(split=split, crop_ratio=crop_ratio, clip_size=clip_size, preload=in_memory, seed=seed,
                   pose_fields=tuple(pose_fields))
     if crop_scale is not None:
         common["crop_scale"] = tuple(crop_scale)
-    if stage in ("image", "vae"):
+    if stage in ("image", "vae", "refiner"):
         return ImagePairDataset(meta, width, height, sample_margin=sample_margin, **common)
     if stage == "video":
         return ClipDataset(meta, width, height, num_frames=num_frames, stride=sample_rate, **common)
-    raise ValueError(f"unknown training stage {stage!r}; expected 'image', 'video' or 'vae'")
+    raise ValueError(f"unknown training stage {stage!r}; expected 'image', 'video', 'vae' or 'refiner'")

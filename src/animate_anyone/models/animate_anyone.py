@@ -8,9 +8,11 @@ from torch import nn
 from .pose_guider import PoseGuider
 from .presets import ModelConfig
 from .reference_attention import ReferenceBank
+from .reference_refiner import ReferenceRefiner
 from .unets import DenoisingUNet, ReferenceUNet
 
 COMPONENTS = ("reference_unet", "denoising_unet", "pose_guider")
+REFINER = "reference_refiner"  # a fourth component when ``config.reference_refiner_channels`` is set
 
 
 class AnimateAnyoneModel(nn.Module):
@@ -36,9 +38,22 @@ class AnimateAnyoneModel(nn.Module):
         self.bank = ReferenceBank(bank_dtype)
         self.reference_unet.enable_reference(self.bank)
         self.denoising_unet.enable_reference(self.bank)
+        if config.reference_refiner_channels:
+            self.add_reference_refiner(config.reference_refiner_channels)
+
+    def add_reference_refiner(self, channels: int) -> ReferenceRefiner:
+        """Give the model a fresh reference detail refiner (recorded in its config, so saved with it)."""
+        self.reference_refiner = ReferenceRefiner(channels)
+        self.config.reference_refiner_channels = int(channels)
+        return self.reference_refiner
+
+    @property
+    def refiner(self) -> ReferenceRefiner | None:
+        return getattr(self, REFINER, None)
 
     def components(self) -> dict[str, nn.Module]:
-        return {name: getattr(self, name) for name in COMPONENTS}
+        names = COMPONENTS + ((REFINER,) if self.refiner is not None else ())
+        return {name: getattr(self, name) for name in names}
 
     def write_reference(self, ref_latents: torch.Tensor, ref_embeds: torch.Tensor) -> None:
         """Fill the bank from reference latents ``(ref_batch, 4, h, w)`` and image embeddings

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .animate_anyone import AnimateAnyoneModel
+from .animate_anyone import REFINER, AnimateAnyoneModel
 from .pose_guider import PoseGuider
 from .presets import ModelConfig
 
@@ -49,7 +49,8 @@ class ReenactModel(AnimateAnyoneModel):
         )
 
     def components(self) -> dict[str, torch.nn.Module]:
-        return {name: getattr(self, name) for name in REENACT_COMPONENTS}
+        names = REENACT_COMPONENTS + ((REFINER,) if self.refiner is not None else ())
+        return {name: getattr(self, name) for name in names}
 
     def face_features(self, upper: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
         """``(b, 3, f, H, W)`` upper-face and mouth maps in [0, 1] -> summed pose features."""

@@ -259,27 +259,37 @@ class AnimateAnyonePipeline:
         return embeds, latents
 
     @torch.no_grad()
-    def autoencode(self, frames: np.ndarray, chunk_size: int = 8) -> np.ndarray:
+    def autoencode(self, frames: np.ndarray, chunk_size: int = 8, reference: np.ndarray | None = None) -> np.ndarray:
         """uint8 ``[T, H, W, 3]`` -> the same frames encoded (posterior mean, as the reference is
         encoded) and decoded by :meth:`decode_latents`, uint8: the best any denoiser working in this
-        autoencoder's latent space can do (the benchmarks' "ceiling" rows)."""
+        autoencoder's latent space can do (the benchmarks' "ceiling" rows). ``reference`` (uint8
+        ``[H, W, 3]``): also refine with the model's reference detail refiner, if it has one."""
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
         with self._on_device(self.vae):
             latents = torch.cat([self.vae.encode(c.to(self.device, self.vae.dtype)).latent_dist.mean
                                  for c in x.split(max(1, chunk_size))])  # fmt: skip
         latents = latents * self.model.config.vae_scaling_factor
-        return AnimationOutput(frames=self.decode_latents(latents.transpose(0, 1).unsqueeze(0), chunk_size)).to_uint8()
+        ref = None if reference is None else vae_pixels(reference, frames.shape[2], frames.shape[1])
+        return AnimationOutput(frames=self.decode_latents(latents.transpose(0, 1).unsqueeze(0), chunk_size,
+                                                          reference=ref)).to_uint8()
 
     @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8) -> np.ndarray:
+    def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8, reference: torch.Tensor | None = None) -> np.ndarray:
         """``(1, c, frames, h, w)`` -> ``(frames, f*h, f*w, 3)`` float32 in [0, 1] (f = ``vae_factor``,
-        8 for SD's autoencoder), ``chunk_size`` frames per VAE call."""
+        8 for SD's autoencoder), ``chunk_size`` frames per VAE call. ``reference``: the reference
+        image ``(1, 3, H, W)`` in [-1, 1]; with it, a model that has a reference detail refiner
+        refines every decoded frame with it."""
         frames = latents[0].transpose(0, 1) / self.model.config.vae_scaling_factor  # (frames, c, h, w)
+        refiner = self.model.refiner if reference is not None else None
         out = []
-        with self._on_device(self.vae):
+        with self._on_device(self.vae, *(() if refiner is None else (refiner,))):
+            if refiner is not None:
+                reference = reference.to(self.device, self.dtype)
             for i in range(0, frames.shape[0], max(1, chunk_size)):
                 chunk = frames[i : i + chunk_size].to(self.device, self.dtype)
                 image = self.vae.decode(chunk).sample  # (n, 3, H, W) in [-1, 1]
+                if refiner is not None:
+                    image = refiner(image, reference)
                 out.append((image / 2 + 0.5).clamp(0, 1).float().permute(0, 2, 3, 1).cpu())
         return torch.cat(out).numpy()
 
@@ -327,8 +337,8 @@ class AnimateAnyonePipeline:
                 be the peak of the whole call on a GPU, docs/performance.md).
             callback: called after every step as ``callback(step_index, timestep, latents)``.
             use_reference: ``False`` skips the ReferenceNet (empty bank: plain self-attention, and
-                no reference latent for a model with ``reference_latent_input``; the CLIP embedding
-                is still used): the ablation "without ReferenceNet features".
+                no reference latent for a model with ``reference_latent_input``, no reference detail
+                refiner; the CLIP embedding is still used): the ablation "without ReferenceNet features".
             strength: fraction of the DDIM schedule to run. ``1.0`` (the reference
                 implementation's behaviour) starts every frame from pure noise; below 1 every frame
                 starts from the reference latent noised to the first of the last
@@ -412,8 +422,9 @@ class AnimateAnyonePipeline:
             bank.uncond_samples = 0
             bank.storage_dtype = saved_storage
 
-        # 7. Decode
-        frames = self.decode_latents(latents, decode_chunk_size)
+        # 7. Decode (and, for a model with a reference detail refiner, refine against the reference)
+        ref_pixels = vae_pixels(ref_image, width, height) if use_reference and model.refiner is not None else None
+        frames = self.decode_latents(latents, decode_chunk_size, reference=ref_pixels)
         return AnimationOutput(frames=frames, windows=windows, timesteps=[int(t) for t in timesteps])
 
     # ---- hooks (the face-reenactment pipeline overrides them) -----------------------------------

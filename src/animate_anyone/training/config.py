@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-STAGES = ("vae", "image", "video")
+STAGES = ("vae", "image", "video", "refiner")
 
 
 @dataclass
@@ -30,7 +30,8 @@ class ModelSection:
     reset_motion_modules: bool = False  # video stage: zero the motion modules' output layers first
     reenact: bool = False  # face reenactment: two pose guiders fed the meta's face_upper/face_mouth maps
     vae_decoder_only: bool = False  # vae stage: train the decoder only; the latent space (and every model on it) stays
-    vae_latent_noise: float = 0.0  # vae stage: decode latents + N(0, s^2), s ~ U(0, this) in scaled units
+    vae_latent_noise: float = 0.0  # vae/refiner stage: decode latents + N(0, s^2), s ~ U(0, this) in scaled units
+    refiner_channels: int = 32  # refiner stage: width of the reference detail refiner added to a model without one
 
 
 @dataclass
@@ -74,7 +75,9 @@ class OptimSection:
 
 @dataclass
 class TrainConfig:
-    stage: str = "image"  # "vae" (lab only: train the autoencoder), "image" (stage 1), "video" (stage 2)
+    # "vae" (lab only: train the autoencoder), "image" (stage 1), "video" (stage 2), "refiner" (the
+    # reference detail refiner after the decoder, everything else frozen)
+    stage: str = "image"
     output_dir: str = "runs/train"
     seed: int = 12580
     max_steps: int = 1000
@@ -109,8 +112,12 @@ class TrainConfig:
             raise ConfigError(f"data.width/height must be multiples of 8, got {self.data.width}x{self.data.height}")
         if self.model.vae_latent_noise < 0:
             raise ConfigError(f"model.vae_latent_noise must be non-negative, got {self.model.vae_latent_noise}")
-        if self.stage != "vae" and (self.model.vae_decoder_only or self.model.vae_latent_noise):
-            raise ConfigError("model.vae_decoder_only and model.vae_latent_noise apply to the vae stage only")
+        if self.stage != "vae" and self.model.vae_decoder_only:
+            raise ConfigError("model.vae_decoder_only applies to the vae stage only")
+        if self.stage not in ("vae", "refiner") and self.model.vae_latent_noise:
+            raise ConfigError("model.vae_latent_noise applies to the vae and refiner stages only")
+        if self.model.refiner_channels < 1:
+            raise ConfigError(f"model.refiner_channels must be at least 1, got {self.model.refiner_channels}")
         if self.model.warm_start_from and self.model.init_from:
             raise ConfigError("model.warm_start_from and model.init_from exclude each other: init_from loads a "
                               "model as it is, warm_start_from copies what fits into the preset's")

@@ -7,7 +7,7 @@ from .config import TrainConfig
 
 
 def build_dataset(cfg: TrainConfig, clip_size: int = 224):
-    """``ImagePairDataset`` for the image and vae stages, ``ClipDataset`` for the video stage
+    """``ImagePairDataset`` for the image, vae and refiner stages, ``ClipDataset`` for the video stage
     (see :mod:`animate_anyone.data.datasets`); ``clip_size`` is the image encoder's input size."""
     from ..data.datasets import FACE_POSE_FIELDS, make_dataset
 

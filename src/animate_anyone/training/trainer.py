@@ -1,4 +1,5 @@
-"""The training loop: stage "vae" (lab autoencoder), "image" (stage 1) and "video" (stage 2).
+"""The training loop: stage "vae" (lab autoencoder), "image" (stage 1), "video" (stage 2) and
+"refiner" (the reference detail refiner, :mod:`animate_anyone.models.reference_refiner`).
 
 Design points:
 
@@ -403,6 +404,16 @@ class Trainer:
                     vae.quant_conv.requires_grad_(False)
                 self.params = {n: p for n, p in self.params.items() if p.requires_grad}
             self.module: nn.Module = vae
+        elif cfg.stage == "refiner":  # the reference detail refiner alone; it gets one if the model has none
+            refiner = model.refiner
+            if refiner is None:
+                refiner = model.add_reference_refiner(cfg.model.refiner_channels)
+                self.accelerator.print(f"new reference detail refiner, {cfg.model.refiner_channels} channels")
+            refiner.requires_grad_(True)
+            refiner.train()
+            self.params = {f"reference_refiner.{n}": p for n, p in refiner.named_parameters()}
+            self.module = refiner
+            vae.eval()
         else:
             model.denoising_unet.set_motion_modules(cfg.stage == "video")
             if cfg.stage == "video" and cfg.model.reset_motion_modules:
@@ -472,6 +483,23 @@ class Trainer:
         recon = vae.decode(z).sample
         loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
         return loss if decoder_only else loss + 1e-4 * posterior.kl().mean() / x[0].numel()
+
+    def _refiner_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Target frame -> encoded (posterior mean, as at inference the reference is; a denoiser's
+        latents are approximations of it), noised with ``model.vae_latent_noise`` as the vae stage
+        does, decoded by the frozen decoder; the refiner gets that and the reference frame of the
+        same clip and must return the target: L1 + MSE in pixels."""
+        x, ref = batch["pixels"], batch["ref_pixels"]
+        vae = self.pipe.vae
+        with torch.no_grad():
+            z = vae.encode(x.to(vae.dtype)).latent_dist.mean
+            s = self.cfg.model.vae_latent_noise
+            if s > 0:
+                sigma = torch.rand(z.shape[0], 1, 1, 1, device=z.device, dtype=z.dtype) * (s / vae.config.scaling_factor)
+                z = z + sigma * torch.randn_like(z)
+            decoded = vae.decode(z).sample.float()
+        out = self.module(decoded, ref.float())
+        return F.l1_loss(out, x) + F.mse_loss(out, x)
 
     @torch.no_grad()
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -723,7 +751,12 @@ class Trainer:
                 # whole-batch unconditional dropout, the same decision on every process
                 uncond = np.random.default_rng(step_seed(cfg.seed, self.step, micro, 4)).random() < cfg.noise.uncond_ratio
                 with acc.accumulate(self.module), acc.autocast():
-                    loss = self._vae_loss(batch) if cfg.stage == "vae" else self._denoise_loss(batch, bool(uncond))
+                    if cfg.stage == "vae":
+                        loss = self._vae_loss(batch)
+                    elif cfg.stage == "refiner":
+                        loss = self._refiner_loss(batch)
+                    else:
+                        loss = self._denoise_loss(batch, bool(uncond))
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.optim.max_grad_norm:
                         acc.clip_grad_norm_(list(self.params.values()), cfg.optim.max_grad_norm)

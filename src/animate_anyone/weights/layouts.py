@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
-from ..models.animate_anyone import COMPONENTS, AnimateAnyoneModel
+from ..models.animate_anyone import COMPONENTS, REFINER, AnimateAnyoneModel
 from ..models.presets import SD15_IMAGE_ENCODER, SD15_VAE, ModelConfig, downscale_factor, get_preset
 from . import moore, native
 
@@ -91,6 +91,15 @@ def _expect(report: LayoutReport, name: str, path: Path, folder: bool = False) -
     (report.present if ok else report.missing).append(what)
 
 
+def _native_has_refiner(root: Path) -> bool:
+    """Whether a native folder's ``model.json`` asks for a reference detail refiner (an unreadable
+    file is reported when the config is read)."""
+    try:
+        return bool(json.loads((root / native.MODEL_JSON).read_text()).get("reference_refiner_channels"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _find_pth_dir(root: Path) -> Path | None:
     if (root / PTH_FILES["denoising_unet"]).is_file():
         return root
@@ -112,6 +121,8 @@ def inspect_weights(root: str | Path) -> LayoutReport:
         report.paths["model.json"] = root / native.MODEL_JSON
         for name in COMPONENTS:
             _expect(report, name, root / name / native.WEIGHTS_NAME)
+        if _native_has_refiner(root):
+            _expect(report, REFINER, root / REFINER / native.WEIGHTS_NAME)
         if (root / "pose_guider2").is_dir():  # a face-reenactment model trained or converted here
             report.kind = "native-reenact"
             _expect(report, "pose_guider2", root / "pose_guider2" / native.WEIGHTS_NAME)
@@ -252,13 +263,13 @@ def check_weights(root: str | Path) -> LayoutReport:
         with torch.device("meta"):
             model = AnimateAnyoneModel(config)
         if report.kind in ("native", "native-reenact"):
-            names = COMPONENTS
+            names = tuple(model.components())
             if report.kind == "native-reenact":
-                from ..models.reenact import REENACT_COMPONENTS, ReenactModel
+                from ..models.reenact import ReenactModel
 
                 with torch.device("meta"):
                     model = ReenactModel(config)
-                names = REENACT_COMPONENTS
+                names = tuple(model.components())
             for name in names:
                 _compare(report, name, getattr(model, name), native.load_state_dict(report.paths[name]))
         elif report.kind == "moore-reenact":
