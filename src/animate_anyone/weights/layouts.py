@@ -9,8 +9,8 @@ Three layouts are accepted (``--weights DIR``):
 * ``musepose`` - the same four ``.pth`` files in a subfolder (``MusePose/``), with
   ``sd-image-variations-diffusers/unet/config.json``, ``sd-vae-ft-mse/`` and ``image_encoder/``.
 * ``native`` - ours: ``model.json`` and one folder per component (``reference_unet/``,
-  ``denoising_unet/``, ``pose_guider/`` with ``model.safetensors``; ``vae/`` and ``image_encoder/``
-  in diffusers/transformers format).
+  ``denoising_unet/``, ``pose_guider/``, and ``reference_refiner/`` when ``model.json`` asks for
+  one, with ``model.safetensors``; ``vae/`` and ``image_encoder/`` in diffusers/transformers format).
 
 Any layout may also hold ``demo.json``, whose ``settings`` are the model's recommended inference
 settings (frame size, steps, guidance, context windows; :func:`recommended_settings`). A model
