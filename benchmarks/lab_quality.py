@@ -10,6 +10,8 @@ ground truth; their exact keypoints, drawn as pose maps, drive the model. Printe
   background, which whole-frame scores reward copying; this region is where animation happens;
 * the same whole-frame SSIM / PSNR split by the reference's background (repeating fine pattern or
   smooth), with paired model − copy differences;
+* pose fidelity split by the motion (turning, where the character shows its side and back, or
+  not), with paired model − no-referencenet differences;
 * pose fidelity, PCK@0.1 of the body pose re-detected in the frames, by two detectors:
   the **lab pose probe** (``animate_anyone.lab.pose_probe``, trained on train-split lab frames with
   exact keypoints; the shipped weights) and **mediapipe** (the bundled general-purpose estimator,
@@ -133,6 +135,7 @@ def main(argv=None) -> int:
         cells += [f"{_mean(rs, f'pck_{d}'):.3f}" for d in detectors]
         print(f"| {name} | " + " | ".join("–" if c == "nan" else c for c in cells) + " |")
     print_background_groups(rows)
+    print_pose_by_motion(rows, list(detectors))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"settings": s, "rows": rows}, fh, indent=1, default=float)
@@ -159,6 +162,31 @@ def print_background_groups(rows: dict[str, list[dict]]) -> None:
         print(f"| {name} | {len(idx)} | {_mean(sel['model'], 'ssim'):.3f} / {_mean(sel['copy-reference'], 'ssim'):.3f} / "
               f"{_mean(sel['autoencoder'], 'ssim'):.3f} | {_mean(sel['model'], 'psnr'):.2f} / "
               f"{_mean(sel['copy-reference'], 'psnr'):.2f} | {cells[0]} | {cells[1]} |")
+
+
+def print_pose_by_motion(rows: dict[str, list[dict]], detectors: list[str]) -> None:
+    """Pose fidelity split by the driving motion: turning (the character shows its side and back
+    in part of the clip) and the rest, with the paired model − no-referencenet difference (mean ±
+    standard error, sequences where the model is higher). Detectors that could not score a
+    sequence are left out of its pair."""
+    if not detectors:
+        return
+    print("\n| motion | detector | sequences | PCK@0.1 model / no-referencenet / copy / ground truth | "
+          "model − no-referencenet |")
+    print("|---|---|---|---|---|")
+    for name, turning in (("turning", True), ("the rest", False)):
+        idx = [i for i, r in enumerate(rows["model"]) if str(r.get("motion", "")).startswith("turn") == turning]
+        if not idx:
+            continue
+        for det in detectors:
+            key = f"pck_{det}"
+            sel = {m: [rows[m][i] for i in idx] for m in ("model", "no-referencenet", "copy-reference", "ground-truth")}
+            d = np.array([rows["model"][i][key] - rows["no-referencenet"][i][key] for i in idx], dtype=float)
+            d = d[np.isfinite(d)]
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            diff = f"{d.mean():+.3f} ± {se:.3f} ({int((d > 0).sum())}/{len(d)})" if len(d) else "–"
+            cells = " / ".join(f"{_mean(sel[m], key):.3f}".replace("nan", "–") for m in sel)
+            print(f"| {name} | {det} | {len(idx)} | {cells} | {diff} |")
 
 
 def _mean(rows: list[dict], key: str) -> float:

@@ -152,3 +152,21 @@ def test_same_place_recorder_measures_without_changing_the_output():
     torch.testing.assert_close(recorded, plain, atol=0, rtol=0)
     assert sorted(sink) == [4, 16, 64, 256]  # the four levels of a 16x16 latent
     assert min(min(v) for v in sink.values()) > 1.5 and max(sink[256]) > 10
+
+
+def test_lab_quality_splits_pose_fidelity_by_motion(capsys):
+    lq = _load("lab_quality")
+
+    def row(motion, pck):
+        return {"motion": motion, "pck_probe": pck}
+
+    rows = {"model": [row("turn-1", 0.5), row("turn-2", 0.7), row("walk-3", 0.9)],
+            "no-referencenet": [row("turn-1", 0.6), row("turn-2", 0.6), row("walk-3", float("nan"))],
+            "copy-reference": [row("turn-1", 0.2), row("turn-2", 0.2), row("walk-3", 0.3)],
+            "ground-truth": [row("turn-1", 0.9), row("turn-2", 0.9), row("walk-3", 1.0)]}  # fmt: skip
+    lq.print_pose_by_motion(rows, ["probe"])
+    lines = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert lines["| turning"] == "| turning | probe | 2 | 0.600 / 0.600 / 0.200 / 0.900 | +0.000 ± 0.100 (1/2) |"
+    assert lines["| the rest"] == "| the rest | probe | 1 | 0.900 / – / 0.300 / 1.000 | – |"  # no pair to compare
+    lq.print_pose_by_motion(rows, [])
+    assert capsys.readouterr().out == ""
