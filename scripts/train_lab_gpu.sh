@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Train the lab demo model on one GPU in one sitting, from nothing: synthesise the lab data on every
-# CPU core, then the four configs/train/lab_gpu_*.yaml stages, each stopped by its share of the time
+# CPU core, then the five configs/train/lab_gpu_*.yaml stages, each stopped by its share of the time
 # budget (`max_minutes`), then an fp16 export. Written for a 10-minute call on one H200; see
 # docs/training.md ("The demo model on a GPU").
 #
 #   bash scripts/train_lab_gpu.sh OUT [MINUTES]
 #
-# MINUTES (default 6) is the training time shared by the stages: autoencoder 20 %, its decoder on
-# noisy latents 5 %, stage 1 63 %, stage 2 12 %. Loading data and models adds about half a minute
+# MINUTES (default 6) is the training time shared by the stages: autoencoder 18 %, its decoder on
+# noisy latents 5 %, stage 1 60 %, stage 2 10 %, the reference detail refiner 7 %. Loading data and models adds about half a minute
 # per stage. OUT receives model.tar.part00, 01.. (the exported model folder, fp16, as a tar archive in
 # 15 MB parts: `cat model.tar.part* | tar -x`, then point `lab_quality.py --weights` or `demo
 # --weights` at model/), train.log and each stage's log.csv.
@@ -16,8 +16,8 @@
 # MIXED_PRECISION (default bf16) the stages' mixed_precision; BATCH (default: each config's, 256
 # images or 32 clips) every stage's batch_size, for trial runs on small machines.
 # INIT_MODEL (a model folder this script exported before, unpacked) continues that model instead:
-# no autoencoder stages, stage 1 (85 % of MINUTES, fresh optimizer) and stage 2 (15 %) from its
-# weights, its autoencoder kept. So training can accumulate over several device calls, each
+# no autoencoder stages, stage 1 (80 % of MINUTES, fresh optimizer), stage 2 (12 %) and the refiner
+# (8 %; continued if the model has one) from its weights, its autoencoder kept. So training can accumulate over several device calls, each
 # carrying the previous call's model.
 set -euo pipefail
 out=$(realpath -m "${1:?usage: train_lab_gpu.sh OUT [MINUTES]}")
@@ -84,22 +84,24 @@ stage() {  # stage CONFIG FRACTION NAME [--set ...]: trains into $work/NAME
     cp "$work/$name/log.csv" "$out/${config%.yaml}.csv" 2>/dev/null || true
 }
 if [ -z "$init" ]; then
-    stage lab_gpu_vae.yaml 0.20 vae
+    stage lab_gpu_vae.yaml 0.18 vae
     stage lab_gpu_vae_decoder.yaml 0.05 vae_decoder --set model.init_vae_from="$work/vae/final/vae"
-    stage lab_gpu_stage1.yaml 0.63 stage1 --set model.init_vae_from="$work/vae/final/vae"
-    stage lab_gpu_stage2.yaml 0.12 stage2 --set model.init_from="$work/stage1/final"
-    stages="vae vae_decoder stage1 stage2"
-    vae_swap=(--vae "$work/vae_decoder/final/vae")
+    stage lab_gpu_stage1.yaml 0.60 stage1 --set model.init_vae_from="$work/vae/final/vae"
+    stage lab_gpu_stage2.yaml 0.10 stage2 --set model.init_from="$work/stage1/final"
+    # the refiner learns on the decoder the model ships with: the noise-tolerant one
+    stage lab_gpu_refiner.yaml 0.07 refiner --set model.init_from="$work/stage2/final" \
+        --set model.init_vae_from="$work/vae_decoder/final/vae"
+    stages="vae vae_decoder stage1 stage2 refiner"
 else
     say "continuing $init in $work (its autoencoder is kept)"
-    stage lab_gpu_stage1.yaml 0.85 stage1 --set model.init_from="$init" --set model.init_vae_from=null
-    stage lab_gpu_stage2.yaml 0.15 stage2 --set model.init_from="$work/stage1/final"
-    stages="stage1 stage2"
-    vae_swap=()
+    stage lab_gpu_stage1.yaml 0.80 stage1 --set model.init_from="$init" --set model.init_vae_from=null
+    stage lab_gpu_stage2.yaml 0.12 stage2 --set model.init_from="$work/stage1/final"
+    stage lab_gpu_refiner.yaml 0.08 refiner --set model.init_from="$work/stage2/final" --set model.init_vae_from=null
+    stages="stage1 stage2 refiner"
 fi
 
-# 3. export: fp16, with the noise-tolerant decoder (a continued model already has it)
-cli weights convert "$work/stage2/final" "$work/model" --fp16 "${vae_swap[@]}" | tee -a "$log"
+# 3. export: fp16 (the refiner stage's model carries the noise-tolerant decoder)
+cli weights convert "$work/refiner/final" "$work/model" --fp16 | tee -a "$log"
 for s in $stages; do
     cp "$work/$s/final/training.json" "$work/model/training_$s.json"
 done

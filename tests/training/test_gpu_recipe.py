@@ -71,19 +71,24 @@ def test_gpu_recipe_runs_end_to_end_at_toy_size_and_continues(tmp_path):
     res = _recipe(tmp_path / "out", runs, "0.001")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     out = tmp_path / "out"
-    assert {p.name for p in out.glob("*.csv")} == {f"lab_gpu_{s}.csv" for s in ("vae", "vae_decoder", "stage1", "stage2")}
+    assert {p.name for p in out.glob("*.csv")} == {f"lab_gpu_{s}.csv" for s in ("vae", "vae_decoder", "stage1", "stage2", "refiner")}
     first = _unpack(out, tmp_path / "unpacked")
     pipe = load_pipeline(first)
     assert list(pipe.vae.config.block_out_channels) == get_preset("lab-f4").vae["block_out_channels"]
     assert pipe.vae_factor == 4
-    assert (first / "training_stage1.json").is_file()
+    assert (first / "training_stage1.json").is_file() and (first / "training_refiner.json").is_file()
+    assert pipe.model.config.reference_refiner_channels == 32 and pipe.model.refiner is not None
+    for f in sorted((runs / "vae_decoder" / "final" / "vae").glob("*.safetensors")):  # the tuned decoder ships
+        a, b = load_file(f), load_file(first / "vae" / f.name)
+        assert all(torch.equal(a[k].to(b[k].dtype), b[k]) for k in a)
     # its recommended inference settings travel with it (lab size, guidance off)
     assert recommended_settings(first) == {**recommended_settings(first), "size": 128, "guidance": 1.0, "context_frames": 8}
 
     res = _recipe(tmp_path / "out2", runs, "0.001", INIT_MODEL=str(first))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "continuing" in (tmp_path / "out2" / "train.log").read_text()
-    assert {p.name for p in (tmp_path / "out2").glob("*.csv")} == {"lab_gpu_stage1.csv", "lab_gpu_stage2.csv"}
+    assert {p.name for p in (tmp_path / "out2").glob("*.csv")} == {"lab_gpu_stage1.csv", "lab_gpu_stage2.csv",
+                                                                  "lab_gpu_refiner.csv"}
     second = _unpack(tmp_path / "out2", tmp_path / "unpacked2")
     load_pipeline(second)
     names = {p.name for p in second.glob("*.json")}
@@ -99,3 +104,6 @@ def test_gpu_recipe_runs_end_to_end_at_toy_size_and_continues(tmp_path):
     unet_a = load_file(next((first / "denoising_unet").glob("*.safetensors")))
     unet_b = load_file(next((second / "denoising_unet").glob("*.safetensors")))
     assert any(not torch.equal(unet_a[k], unet_b[k]) for k in unet_a)  # and the denoiser trained on
+    ref_a = load_file(first / "reference_refiner" / "model.safetensors")
+    ref_b = load_file(second / "reference_refiner" / "model.safetensors")
+    assert ref_a.keys() == ref_b.keys() and any(not torch.equal(ref_a[k], ref_b[k]) for k in ref_a)  # continued
