@@ -7,8 +7,8 @@
 #   bash scripts/train_lab_gpu.sh OUT [MINUTES]
 #
 # MINUTES (default 6) is the training time shared by the stages: autoencoder 18 %, its decoder on
-# noisy latents 5 %, stage 1 60 %, stage 2 10 %, the reference detail refiner 7 %. Loading data and models adds about half a minute
-# per stage. OUT receives model.tar.part00, 01.. (the exported model folder, fp16, as a tar archive in
+# noisy latents 5 %, stage 1 60 %, stage 2 10 %, the reference detail refiner 7 %. Loading data and
+# models adds about half a minute per stage. OUT receives model.tar.part00, 01.. (the exported model folder, fp16, as a tar archive in
 # 15 MB parts: `cat model.tar.part* | tar -x`, then point `lab_quality.py --weights` or `demo
 # --weights` at model/), train.log and each stage's log.csv.
 # RUNS (default runs/gpu) holds the data and the runs; LAB_PARTS/LAB_CHARACTERS set the data size
@@ -17,8 +17,8 @@
 # images or 32 clips) every stage's batch_size, for trial runs on small machines.
 # INIT_MODEL (a model folder this script exported before, unpacked) continues that model instead:
 # no autoencoder stages, stage 1 (80 % of MINUTES, fresh optimizer), stage 2 (12 %) and the refiner
-# (8 %; continued if the model has one) from its weights, its autoencoder kept. So training can accumulate over several device calls, each
-# carrying the previous call's model.
+# (8 %; continued if the model has one) from its weights, its autoencoder kept. So training can
+# accumulate over several device calls, each carrying the previous call's model.
 set -euo pipefail
 out=$(realpath -m "${1:?usage: train_lab_gpu.sh OUT [MINUTES]}")
 init=""
