@@ -8,9 +8,9 @@
 #
 # MINUTES (default 6) is the training time shared by the stages: autoencoder 18 %, its decoder on
 # noisy latents 5 %, stage 1 60 %, stage 2 10 %, the reference detail refiner 7 %. Loading data and
-# models adds about half a minute per stage. OUT receives model.tar.part00, 01.. (the exported model folder, fp16, as a tar archive in
-# 15 MB parts: `cat model.tar.part* | tar -x`, then point `lab_quality.py --weights` or `demo
-# --weights` at model/), train.log and each stage's log.csv.
+# models adds about half a minute per stage. OUT receives model.tar.part00, 01.. (the exported
+# model folder, fp16, as a tar archive in 15 MB parts: `cat model.tar.part* | tar -x`, then point
+# `lab_quality.py --weights` or `demo --weights` at model/), train.log and each stage's log.csv.
 # RUNS (default runs/gpu) holds the data and the runs; LAB_PARTS/LAB_CHARACTERS set the data size
 # (16 parts of 40 train characters, 2 clips each); PYTHON the interpreter (default python3);
 # MIXED_PRECISION (default bf16) the stages' mixed_precision; BATCH (default: each config's, 256
