@@ -227,6 +227,18 @@ class ReferenceWriteProcessor:
         return _attend(attn, q, attn.to_k(hidden_states), attn.to_v(hidden_states))
 
 
+def reference_repeat(rows: int, plain_rows: int, ref_batch: int) -> int:
+    """How a denoiser call's ``rows`` (``batch * frames``, batch-major) read ``ref_batch`` references:
+    the ``plain_rows`` leading rows read none, and each reference is read by that many consecutive
+    rows of the rest (returned). The one rule for everything that reads the bank per row."""
+    if not 0 <= plain_rows <= rows:
+        raise ValueError(f"{plain_rows} unconditional rows requested but the call has {rows}")
+    if (rows - plain_rows) % ref_batch:
+        raise ValueError(f"the bank holds {ref_batch} references, which does not divide the "
+                         f"{rows - plain_rows} rows that read them")
+    return (rows - plain_rows) // ref_batch
+
+
 class ReferenceReadProcessor:
     """Self-attention over own tokens plus the bank's reference tokens (denoising-UNet side).
 
@@ -250,19 +262,11 @@ class ReferenceReadProcessor:
             return _attend(attn, q, k, v)
 
         plain_rows = self.bank.uncond_samples * self.bank.num_frames
-        if not 0 <= plain_rows <= rows:
-            raise ValueError(f"{plain_rows} unconditional rows requested but the call has {rows}")
         ref_k, ref_v = ref_kv  # (ref_batch, ref_tokens, inner)
-        read_rows = rows - plain_rows
-        if read_rows == 0:
+        repeat = reference_repeat(rows, plain_rows, ref_k.shape[0])
+        if repeat == 0:
             return _attend(attn, q, k, v)
-        if read_rows % ref_k.shape[0]:
-            raise ValueError(
-                f"reference bank at {self.path} has {ref_k.shape[0]} rows, which does not divide "
-                f"the {read_rows} rows that read it"
-            )
-        # (ref_batch, ref_tokens, inner) -> (read_rows, ref_tokens, inner), batch-major over frames
-        repeat = read_rows // ref_k.shape[0]
+        # (ref_batch, ref_tokens, inner) -> (read rows, ref_tokens, inner), batch-major over frames
         ref_k = ref_k.repeat_interleave(repeat, dim=0)
         ref_v = ref_v.repeat_interleave(repeat, dim=0)
         keys = torch.cat([k[plain_rows:], ref_k], dim=1)  # (read_rows, tokens + ref_tokens, inner)

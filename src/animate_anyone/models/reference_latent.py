@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .reference_attention import reference_repeat
+
 
 class ReferenceLatentInput(nn.Module):
     """Reference latent ``(ref_batch, latent_channels, h, w)`` -> residual ``(ref_batch, channels, h, w)``
@@ -48,18 +50,11 @@ class ReferenceLatentInput(nn.Module):
 
 def frame_rows(residual: torch.Tensor, batch: int, frames: int, uncond_samples: int) -> torch.Tensor:
     """Spread a per-reference residual ``(ref_batch, C, h, w)`` over a denoiser call's rows
-    ``(batch * frames, C, h, w)`` (batch-major), as the reference attention spreads the bank: the
-    ``uncond_samples`` leading samples get zeros, the others read reference ``s // (read / ref_batch)``.
-    """
-    ref_batch = residual.shape[0]
-    read = batch - uncond_samples
-    if read < 0:
-        raise ValueError(f"{uncond_samples} unconditional samples requested but the call has {batch}")
-    if read and read % ref_batch:
-        raise ValueError(f"the reference latent has batch {ref_batch}, which does not divide the {read} "
-                         f"samples that read it")
-    rows = residual.repeat_interleave(read // ref_batch, dim=0) if read else residual[:0]
-    rows = rows.unsqueeze(1).expand(-1, frames, *residual.shape[1:])  # (read, frames, C, h, w)
-    if uncond_samples:
-        rows = torch.cat([rows.new_zeros(uncond_samples, frames, *residual.shape[1:]), rows], dim=0)
-    return rows.reshape(batch * frames, *residual.shape[1:])
+    ``(batch * frames, C, h, w)`` (batch-major) by the reference attention's rule
+    (:func:`~animate_anyone.models.reference_attention.reference_repeat`): the rows of the
+    ``uncond_samples`` leading samples get zeros, the rest read the references in order."""
+    plain = uncond_samples * frames
+    rows = residual.repeat_interleave(reference_repeat(batch * frames, plain, residual.shape[0]), dim=0)
+    if plain:
+        rows = torch.cat([rows.new_zeros(plain, *residual.shape[1:]), rows], dim=0)
+    return rows
