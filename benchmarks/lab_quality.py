@@ -153,11 +153,7 @@ def print_background_groups(rows: dict[str, list[dict]]) -> None:
         idx = [i for i, r in enumerate(rows["model"]) if (r["background"] in PATTERNED_BACKGROUNDS) == patterned]
         if not idx:
             continue
-        cells = []
-        for key in ("ssim", "psnr"):
-            d = np.array([rows["model"][i][key] - rows["copy-reference"][i][key] for i in idx])
-            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-            cells.append(f"{d.mean():+.3f} ± {se:.3f} ({int((d > 0).sum())}/{len(d)})")
+        cells = [_paired(rows, "copy-reference", key, idx) for key in ("ssim", "psnr")]
         sel = {m: [rows[m][i] for i in idx] for m in ("model", "copy-reference", "autoencoder")}
         print(f"| {name} | {len(idx)} | {_mean(sel['model'], 'ssim'):.3f} / {_mean(sel['copy-reference'], 'ssim'):.3f} / "
               f"{_mean(sel['autoencoder'], 'ssim'):.3f} | {_mean(sel['model'], 'psnr'):.2f} / "
@@ -181,12 +177,19 @@ def print_pose_by_motion(rows: dict[str, list[dict]], detectors: list[str]) -> N
         for det in detectors:
             key = f"pck_{det}"
             sel = {m: [rows[m][i] for i in idx] for m in ("model", "no-referencenet", "copy-reference", "ground-truth")}
-            d = np.array([rows["model"][i][key] - rows["no-referencenet"][i][key] for i in idx], dtype=float)
-            d = d[np.isfinite(d)]
-            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-            diff = f"{d.mean():+.3f} ± {se:.3f} ({int((d > 0).sum())}/{len(d)})" if len(d) else "–"
             cells = " / ".join(f"{_mean(sel[m], key):.3f}".replace("nan", "–") for m in sel)
-            print(f"| {name} | {det} | {len(idx)} | {cells} | {diff} |")
+            print(f"| {name} | {det} | {len(idx)} | {cells} | {_paired(rows, 'no-referencenet', key, idx)} |")
+
+
+def _paired(rows: dict[str, list[dict]], baseline: str, key: str, idx: list[int]) -> str:
+    """Model − ``baseline`` on ``key`` over the sequences ``idx``, pairs a score is missing from left
+    out: mean ± standard error (sequences where the model is higher / pairs), "–" for no pair."""
+    d = np.array([rows["model"][i][key] - rows[baseline][i][key] for i in idx], dtype=float)
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return "–"
+    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return f"{d.mean():+.3f} ± {se:.3f} ({int((d > 0).sum())}/{len(d)})"
 
 
 def _mean(rows: list[dict], key: str) -> float:
