@@ -475,14 +475,19 @@ class Trainer:
         decoder_only = self.cfg.model.vae_decoder_only  # frozen encoder: no gradient, no KL term
         with torch.set_grad_enabled(torch.is_grad_enabled() and not decoder_only):
             posterior = vae.encode(x).latent_dist
-        z = posterior.sample()
-        s = self.cfg.model.vae_latent_noise
-        if s > 0:  # a denoiser's latents are never exact: teach the decoder to tolerate their errors
-            sigma = torch.rand(z.shape[0], 1, 1, 1, device=z.device, dtype=z.dtype) * (s / vae.config.scaling_factor)
-            z = z + sigma * torch.randn_like(z)
-        recon = vae.decode(z).sample
+        # a denoiser's latents are never exact: teach the decoder to tolerate their errors
+        recon = vae.decode(self._noised(posterior.sample(), vae)).sample
         loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
         return loss if decoder_only else loss + 1e-4 * posterior.kl().mean() / x[0].numel()
+
+    def _noised(self, z: torch.Tensor, vae) -> torch.Tensor:
+        """Unscaled latents ``z`` + N(0, sigma^2) per sample, sigma ~ U(0, ``model.vae_latent_noise``)
+        in scaled units (the denoiser's); unchanged when that is 0."""
+        s = self.cfg.model.vae_latent_noise
+        if s <= 0:
+            return z
+        sigma = torch.rand(z.shape[0], 1, 1, 1, device=z.device, dtype=z.dtype) * (s / vae.config.scaling_factor)
+        return z + sigma * torch.randn_like(z)
 
     def _refiner_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Target frame -> encoded (posterior mean, as at inference the reference is; a denoiser's
@@ -492,12 +497,7 @@ class Trainer:
         x, ref = batch["pixels"], batch["ref_pixels"]
         vae = self.pipe.vae
         with torch.no_grad():
-            z = vae.encode(x.to(vae.dtype)).latent_dist.mean
-            s = self.cfg.model.vae_latent_noise
-            if s > 0:
-                sigma = torch.rand(z.shape[0], 1, 1, 1, device=z.device, dtype=z.dtype) * (s / vae.config.scaling_factor)
-                z = z + sigma * torch.randn_like(z)
-            decoded = vae.decode(z).sample.float()
+            decoded = vae.decode(self._noised(vae.encode(x.to(vae.dtype)).latent_dist.mean, vae)).sample.float()
         out = self.module(decoded, ref.float())
         return F.l1_loss(out, x) + F.mse_loss(out, x)
 
