@@ -38,8 +38,67 @@ def test_build_dataset_per_stage(tmp_path, lab_meta):
 def test_one_training_step_on_lab_data(tmp_path, lab_meta):
     from animate_anyone.training.trainer import Trainer
 
-    trainer = Trainer(_cfg(tmp_path, lab_meta))
+    cfg = _cfg(tmp_path, lab_meta)
+    cfg.data.oversample = {"character_id": {"0": 3}}  # its 2 clips weigh 6 of the 10 shares
+    trainer = Trainer(cfg)
+    assert np.diff(trainer.batches.cdf, prepend=0).round(2).tolist() == [0.3, 0.3, 0.1, 0.1, 0.1, 0.1]
     batch = trainer._batch(0, 0)
     assert batch["pixels"].shape == (2, 3, 64, 64) and torch.isfinite(batch["ref_clip"]).all()
     trainer.train()
     assert trainer.step == 1
+
+
+def test_oversample_weighs_entries_by_meta_field(tmp_path, lab_meta):
+    from animate_anyone.data.datasets import entry_weights
+    from animate_anyone.errors import ConfigError
+
+    ds = build_dataset(_cfg(tmp_path, lab_meta), clip_size=32)
+    motions = [e["motion"] for e in ds.entries]
+    pick = motions[0]
+    w = entry_weights(ds.entries, {"motion": {pick: 5}, "character_id": {ds.entries[-1]["character_id"]: 2}})
+    expect = [(5.0 if m == pick else 1.0) * (2.0 if e["character_id"] == ds.entries[-1]["character_id"] else 1.0)
+              for m, e in zip(motions, ds.entries)]
+    assert w.tolist() == expect
+    assert entry_weights(ds.entries, {}) is None
+    with pytest.raises(ConfigError, match=r"data.oversample.motion.moonwalk matches no training clip \(values seen"):
+        entry_weights(ds.entries, {"motion": {"moonwalk": 3}})
+    with pytest.raises(ConfigError, match="no entry has that field"):
+        entry_weights(ds.entries, {"mood": {"happy": 3}})
+
+
+class _Indices:
+    """A dataset whose item is its own index."""
+
+    def __len__(self):
+        return 4
+
+    def get(self, index, rng):
+        return {"index": torch.tensor(index)}
+
+
+def test_batch_maker_draws_by_weight_and_uniformly_without():
+    from animate_anyone.training.trainer import BatchMaker
+
+    def counts(weights):
+        maker = BatchMaker(_Indices(), seed=3, batch_size=8, process_index=0, weights=weights)
+        drawn = torch.cat([maker(step, 0)["index"] for step in range(250)])
+        return np.bincount(drawn.numpy(), minlength=4) / len(drawn)
+
+    np.testing.assert_allclose(counts([1, 1, 6, 0]), [0.125, 0.125, 0.75, 0.0], atol=0.03)
+    np.testing.assert_allclose(counts(None), [0.25] * 4, atol=0.03)
+    same = BatchMaker(_Indices(), seed=3, batch_size=8, process_index=0, weights=[1, 1, 6, 0])
+    again = BatchMaker(_Indices(), seed=3, batch_size=8, process_index=0, weights=[1, 1, 6, 0])
+    assert torch.equal(same(7, 0)["index"], again(7, 0)["index"])  # a pure function of (seed, step): resumable
+
+
+def test_oversample_config_is_typed_and_checked(tmp_path, lab_meta):
+    from animate_anyone.errors import ConfigError
+
+    cfg = _cfg(tmp_path, lab_meta, data={"meta": [str(lab_meta)], "oversample": {"character_id": {1: 3}}})
+    assert cfg.data.oversample == {"character_id": {"1": 3.0}}
+    with pytest.raises(ConfigError, match="data.oversample.motion.turn must be positive"):
+        _cfg(tmp_path, lab_meta, data={"meta": [str(lab_meta)], "oversample": {"motion": {"turn": 0}}})
+    with pytest.raises(ConfigError, match="data.oversample: expected a mapping"):
+        _cfg(tmp_path, lab_meta, data={"meta": [str(lab_meta)], "oversample": ["turn"]})
+    with pytest.raises(ConfigError, match="data.oversample.motion.turn: expected float"):
+        _cfg(tmp_path, lab_meta, data={"meta": [str(lab_meta)], "oversample": {"motion": {"turn": "many"}}})

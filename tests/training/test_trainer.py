@@ -350,6 +350,12 @@ def test_bad_samples_are_skipped_and_all_bad_stops_cleanly(tmp_path):
                 cpu=True).train()
 
 
+def test_oversample_needs_meta_entries(tmp_path):
+    with pytest.raises(ConfigError, match="data.oversample needs a dataset read from meta files"):
+        Trainer(_cfg(tmp_path, data={"width": 64, "height": 64, "oversample": {"motion": {"turn": 2}}}),
+                dataset=MovingSquares(), cpu=True)
+
+
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return {f"{c}.{k}": v for c in ("denoising_unet", "reference_unet", "pose_guider")
             for k, v in load_file(run / "final" / c / "model.safetensors").items()}

@@ -50,7 +50,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..pipelines.preprocess import clip_pixels, pose_pixels, vae_pixels
 from .video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_video
 
@@ -413,6 +413,26 @@ class ClipDataset(_ClipSource):
         for key, pose in zip(_pose_keys(len(poses)), poses):
             out[key] = self.pose_input(pose[:-1], self.pose_box(box, video, pose))
         return out
+
+
+def entry_weights(entries: list[dict], oversample: dict[str, dict[str, float]]) -> np.ndarray | None:
+    """Relative drawing weight of each meta entry: the product, over the fields of ``oversample``
+    (``{field: {value: factor}}``), of the factor of the entry's value (1 for other values; values
+    compared as text). None when ``oversample`` is empty (every entry equally likely). A field/value
+    pair that matches no entry is an error: it is a typo or the wrong meta file."""
+    if not oversample:
+        return None
+    weights = np.ones(len(entries))
+    for name, factors in oversample.items():
+        values = [str(e.get(name)) for e in entries]
+        for value, factor in factors.items():
+            hit = np.array([v == str(value) for v in values], bool)
+            if not hit.any():
+                seen = sorted(set(values) - {"None"})
+                known = f"values seen: {', '.join(seen[:8])}" if seen else "no entry has that field"
+                raise ConfigError(f"data.oversample.{name}.{value} matches no training clip ({known})")
+            weights[hit] *= float(factor)
+    return weights
 
 
 def _pose_keys(n: int) -> list[str]:

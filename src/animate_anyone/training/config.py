@@ -47,6 +47,9 @@ class DataSection:
     vae_crop: int = 0  # vae stage: train on random square crops of this size (0 = whole frames)
     split: str | None = None  # only meta entries of this split (lab meta files mark "train"/"heldout"); null = all
     num_workers: int = 0  # processes that assemble batches ahead of the step (0 = the training process itself)
+    # draw some clips more often: {meta field: {value: factor}}, e.g. {motion: {turn: 4}} makes each
+    # turning clip of a lab meta file 4x as likely as any other clip; factors of several fields multiply
+    oversample: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +129,10 @@ class TrainConfig:
         if self.noise.eye_loss_weight and not (self.model.reenact and self.stage in ("image", "video")):
             raise ConfigError("noise.eye_loss_weight needs model.reenact: true and the image or video stage "
                               "(the pupils are read from the upper face map)")
+        for name, factors in self.data.oversample.items():
+            for value, factor in factors.items():
+                if not factor > 0:
+                    raise ConfigError(f"data.oversample.{name}.{value} must be positive, got {factor}")
         if self.stage == "video" and not 1 <= self.data.num_frames <= 32:
             raise ConfigError("data.num_frames must be between 1 and 32 (the motion modules' position table)")
 
@@ -166,6 +173,15 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{path}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, path) for v, a in zip(value, args))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+
+        def key(k):  # a YAML key such as 3 or 1.5 names the meta value "3" / "1.5"
+            numeric = isinstance(k, (int, float)) and not isinstance(k, bool)
+            return str(k) if args[0] is str and numeric else _coerce(k, args[0], path)
+
+        return {key(k): _coerce(v, args[1], f"{path}.{k}") for k, v in value.items()}
     if origin is list:
         if isinstance(value, str):
             value = [value]

@@ -219,9 +219,11 @@ class BatchMaker:
     skipped; every random draw is taken whether or not a sample is already known to be bad, so
     what a process has learnt about bad samples never changes which samples come next."""
 
-    def __init__(self, dataset, seed: int, batch_size: int, process_index: int):
+    def __init__(self, dataset, seed: int, batch_size: int, process_index: int, weights=None):
         self.dataset, self.seed, self.batch_size, self.process_index = dataset, seed, batch_size, process_index
         self.bad: set[int] = set()
+        # ``weights``: relative drawing weight per sample (None = uniform); drawn by inverse CDF
+        self.cdf = None if weights is None else np.cumsum(np.asarray(weights, np.float64) / np.sum(weights))
 
     def fetch(self, index: int, seed: int) -> dict[str, torch.Tensor] | None:
         seed_everything(seed)  # datasets without ``get`` draw from the global generators
@@ -243,7 +245,11 @@ class BatchMaker:
         while len(items) < self.batch_size:
             if len(self.bad) >= n:
                 raise InputError("every training sample is unreadable; see the warnings above")
-            index, seed = int(rng.integers(n)), int(rng.integers(1 << 62))
+            if self.cdf is None:
+                index = int(rng.integers(n))
+            else:
+                index = min(int(np.searchsorted(self.cdf, rng.random(), side="right")), n - 1)
+            seed = int(rng.integers(1 << 62))
             attempts += 1
             if index not in self.bad:
                 item = self.fetch(index, seed)
@@ -332,12 +338,24 @@ class Trainer:
         self.dataset = dataset if dataset is not None else self._build_dataset()
         if len(self.dataset) == 0:
             raise InputError("the training dataset is empty")
-        self.batches = BatchMaker(self.dataset, cfg.seed, cfg.batch_size, self.accelerator.process_index)
+        self.batches = BatchMaker(self.dataset, cfg.seed, cfg.batch_size, self.accelerator.process_index,
+                                  weights=self._sample_weights())
         self._batches_without_pupils = 0
         self.noise_scheduler = make_noise_scheduler(cfg)
         self.step = 0
 
     # ---- construction ------------------------------------------------------------------------
+    def _sample_weights(self):
+        """Drawing weights of ``data.oversample`` over the dataset's meta entries (None: uniform)."""
+        from ..data.datasets import entry_weights
+
+        if not self.cfg.data.oversample:
+            return None
+        entries = getattr(self.dataset, "entries", None)
+        if entries is None:
+            raise ConfigError("data.oversample needs a dataset read from meta files (it weighs their entries)")
+        return entry_weights(entries, self.cfg.data.oversample)
+
     def _build_dataset(self):
         from .data import build_dataset
 
