@@ -64,8 +64,9 @@ def test_strict_config_rejects_unknown_and_mistyped_keys(tmp_path):
 def test_yaml_config_overrides_and_relative_paths(tmp_path):
     (tmp_path / "c.yaml").write_text("stage: video\ndata:\n  meta: data/meta.json\n  num_frames: 8\n")
     cfg = load_config(tmp_path / "c.yaml", ["max_steps=5", "data.width=256", "noise.snr_gamma=null",
-                                            "mixed_precision=no"])  # YAML 1.1 reads a bare no as false
+                                            "mixed_precision=no", "data.oversample.motion.turn=4"])  # YAML 1.1 reads a bare no as false
     assert cfg.stage == "video" and cfg.max_steps == 5 and cfg.data.width == 256 and cfg.mixed_precision == "no"
+    assert cfg.data.oversample == {"motion": {"turn": 4.0}}
     assert cfg.noise.snr_gamma is None
     assert cfg.data.meta == [str(tmp_path / "data" / "meta.json")]
     with pytest.raises(ConfigError, match="not found"):
