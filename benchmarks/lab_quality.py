@@ -11,7 +11,8 @@ ground truth; their exact keypoints, drawn as pose maps, drive the model. Printe
 * the same whole-frame SSIM / PSNR split by the reference's background (repeating fine pattern or
   smooth), with paired model − copy differences;
 * pose fidelity split by the motion (turning, where the character shows its side and back, or
-  not), with paired model − no-referencenet differences;
+  not), with paired model − no-referencenet differences, and by the way the true frame faces
+  (front, side, back: :func:`animate_anyone.lab.pose_probe.body_facing`), over frames;
 * pose fidelity, PCK@0.1 of the body pose re-detected in the frames, by two detectors:
   the **lab pose probe** (``animate_anyone.lab.pose_probe``, trained on train-split lab frames with
   exact keypoints; the shipped weights) and **mediapipe** (the bundled general-purpose estimator,
@@ -50,11 +51,13 @@ from animate_anyone.demo import (
     example_parts,
     frame_metrics,
     heldout_clip,
-    pose_score,
 )
-from animate_anyone.evaluation.pose_metrics import mask_region_fidelity
+from animate_anyone.evaluation.pose_metrics import mask_region_fidelity, pose_fidelity
 from animate_anyone.evaluation.studies import study_detector
 from animate_anyone.lab.background import PATTERNED_BACKGROUNDS
+from animate_anyone.lab.pose_probe import body_facing
+
+FACINGS = ("front", "side", "back")
 
 DETECTORS = {"probe": "lab-probe", "mediapipe": "mediapipe"}  # column name -> study_detector's name
 
@@ -101,6 +104,7 @@ def main(argv=None) -> int:
         clip, sl = heldout_clip(i, s["size"], s["frames"], s["gap"])
         ref, poses, gt, info = example_parts(clip, sl)
         seq, region = clip.poses.frames(sl), _character_region(clip, sl)
+        facing = body_facing(seq.body)
         kw = dict(width=s["size"], height=s["size"], num_inference_steps=s["steps"], guidance_scale=s["guidance"],
                   seed=s["seed"], context_frames=s["context_frames"], context_overlap=s["context_overlap"],
                   strength=s["strength"], progress=False)  # fmt: skip
@@ -117,9 +121,8 @@ def main(argv=None) -> int:
             if name != "ground-truth":
                 r["region_psnr"], r["region_l1"] = mask_region_fidelity(frames, gt, region)
             for det, fn in detectors.items():
-                pck = pose_score(frames, seq, fn)
-                r[f"pck_{det}"] = float("nan") if pck is None else pck
-            r.update(info)
+                r.update(_pose_scores(frames, seq, fn, facing, det))
+            r.update(info, **{f"frames_{f}": int((facing == f).sum()) for f in FACINGS})
             rows[name].append(r)
         print(f"[{i + 1}/{args.sequences}] {info['category']:8s} {info['motion']:14s} "
               f"SSIM model {rows['model'][-1]['ssim']:.3f} | no-ref {rows['no-referencenet'][-1]['ssim']:.3f} | "
@@ -136,6 +139,7 @@ def main(argv=None) -> int:
         print(f"| {name} | " + " | ".join("–" if c == "nan" else c for c in cells) + " |")
     print_background_groups(rows)
     print_pose_by_motion(rows, list(detectors))
+    print_pose_by_facing(rows, list(detectors))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"settings": s, "rows": rows}, fh, indent=1, default=float)
@@ -179,6 +183,42 @@ def print_pose_by_motion(rows: dict[str, list[dict]], detectors: list[str]) -> N
             sel = {m: [rows[m][i] for i in idx] for m in ("model", "no-referencenet", "copy-reference", "ground-truth")}
             cells = " / ".join(f"{_mean(sel[m], key):.3f}".replace("nan", "–") for m in sel)
             print(f"| {name} | {det} | {len(idx)} | {cells} | {_paired(rows, 'no-referencenet', key, idx)} |")
+
+
+def _pose_scores(frames: np.ndarray, truth, detect, facing: np.ndarray, det: str) -> dict[str, float]:
+    """``pck_<det>``: PCK@0.1 of ``frames`` read by ``detect`` (NaN without one); ``pck_<det>_<f>``:
+    the mean per-frame PCK@0.1 over the frames whose true figure faces ``f`` (NaN: no such frame)."""
+    nan = float("nan")
+    if detect is None:
+        return {f"pck_{det}": nan, **{f"pck_{det}_{f}": nan for f in FACINGS}}
+    fid = pose_fidelity(frames, truth, detector=detect, thresholds=(0.1,))
+    out = {f"pck_{det}": fid.pck[0.1]}
+    for f in FACINGS:
+        per = fid.per_frame_pck[facing == f]
+        per = per[np.isfinite(per)]
+        out[f"pck_{det}_{f}"] = float(per.mean()) if len(per) else nan
+    return out
+
+
+def print_pose_by_facing(rows: dict[str, list[dict]], detectors: list[str]) -> None:
+    """Pose fidelity by the way the true figure faces, over all sequences' frames (each sequence's
+    per-facing mean weighted by its number of such frames)."""
+    if not detectors:
+        return
+    print("\n| true figure faces | detector | frames | PCK@0.1 model / no-referencenet / copy / ground truth |")
+    print("|---|---|---|---|")
+    for f in FACINGS:
+        n = sum(r[f"frames_{f}"] for r in rows["model"])
+        if not n:
+            continue
+        for det in detectors:
+            cells = []
+            for m in ("model", "no-referencenet", "copy-reference", "ground-truth"):
+                pairs = [(r[f"pck_{det}_{f}"], r[f"frames_{f}"]) for r in rows[m] if r[f"frames_{f}"]]
+                pairs = [(v, k) for v, k in pairs if np.isfinite(v)]
+                k = sum(k for _, k in pairs)
+                cells.append(f"{sum(v * k for v, k in pairs) / k:.3f}" if k else "–")
+            print(f"| {f} | {det} | {n} | {' / '.join(cells)} |")
 
 
 def _paired(rows: dict[str, list[dict]], baseline: str, key: str, idx: list[int]) -> str:

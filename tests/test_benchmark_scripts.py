@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,3 +171,45 @@ def test_lab_quality_splits_pose_fidelity_by_motion(capsys):
     assert lines["| the rest"] == "| the rest | probe | 1 | 0.900 / – / 0.300 / 1.000 | – |"  # no pair to compare
     lq.print_pose_by_motion(rows, [])
     assert capsys.readouterr().out == ""
+
+
+def test_lab_quality_splits_pose_fidelity_by_facing(capsys):
+    lq = _load("lab_quality")
+    nan = float("nan")
+
+    def row(front, back, n_front, n_back):
+        return {"pck_probe_front": front, "pck_probe_side": nan, "pck_probe_back": back,
+                "frames_front": n_front, "frames_side": 0, "frames_back": n_back}  # fmt: skip
+
+    rows = {"model": [row(1.0, 0.2, 3, 1), row(0.5, nan, 1, 0)],
+            "no-referencenet": [row(0.8, 0.6, 3, 1), row(0.4, nan, 1, 0)],
+            "copy-reference": [row(0.9, 0.0, 3, 1), row(nan, nan, 1, 0)],
+            "ground-truth": [row(1.0, 0.5, 3, 1), row(1.0, nan, 1, 0)]}  # fmt: skip
+    lq.print_pose_by_facing(rows, ["probe"])
+    lines = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert lines["| front"] == "| front | probe | 4 | 0.875 / 0.700 / 0.900 / 1.000 |"  # weighted by frames
+    assert lines["| back"] == "| back | probe | 1 | 0.200 / 0.600 / 0.000 / 0.500 |"
+    assert "| side" not in lines  # no frame faces sideways
+
+
+def test_lab_quality_pose_scores_by_facing():
+    from animate_anyone.pose.keypoints import PoseSequence
+
+    lq = _load("lab_quality")
+    truth = PoseSequence.empty(3, 64, 64)
+    truth.body[:, :, 2] = 1
+    truth.body[:, :, 0] = np.linspace(10, 50, 18)
+    truth.body[:, :, 1] = np.linspace(5, 60, 18)
+
+    def detect(frames):  # reads frame 2 wrongly, the others exactly
+        out = PoseSequence.empty(len(frames), 64, 64)
+        out.body[:] = truth.body[: len(frames)]
+        out.body[2, :, 0] += 30
+        return out
+
+    facing = np.array(["front", "front", "back"])
+    scores = lq._pose_scores(np.zeros((3, 64, 64, 3), np.uint8), truth, detect, facing, "probe")
+    assert scores["pck_probe"] == pytest.approx(2 / 3)
+    assert scores["pck_probe_front"] == 1.0 and scores["pck_probe_back"] == 0.0
+    assert np.isnan(scores["pck_probe_side"])
+    assert all(np.isnan(v) for v in lq._pose_scores(None, truth, None, facing, "probe").values())

@@ -18,7 +18,7 @@ that soft generated frames are read as fairly as sharp ones. Two kinds:
 * :func:`train_probe` makes the shipped weights (``probe_weights/``, each with the command, the
   training time and the held-out accuracy in its JSON)::
 
-      python -m animate_anyone.lab.pose_probe --kind body --output src/animate_anyone/lab/probe_weights
+      python -m animate_anyone.lab.pose_probe --kind body --steps 4000 --turn-clips 2 --output src/animate_anyone/lab/probe_weights
       python -m animate_anyone.lab.pose_probe --kind face --output src/animate_anyone/lab/probe_weights
 """
 
@@ -208,13 +208,16 @@ def probe_detector(weights: str | Path | None = None, kind: str = "body", batch:
 # --------------------------------------------------------------------------------------------
 
 
-def _sample_frames(split: str, num_characters: int, clips: int, frames_per_clip: int, seed: int, kind: str = "body"):
+def _sample_frames(split: str, num_characters: int, clips: int, frames_per_clip: int, seed: int, kind: str = "body",
+                   motions: tuple[str, ...] | None = None):  # fmt: skip
     """Frames and exact points (the body, or the face) of lab clips: ``num_characters`` characters of
-    ``split``, each with ``clips`` motions, ``frames_per_clip`` frames from 2 s after a random start."""
+    ``split``, each with ``clips`` motions (of the families ``motions``, default: the kind's),
+    ``frames_per_clip`` frames from 2 s after a random start."""
     from .generate import generate_clip
     from .split import character_ids, clip_motion
 
-    _, _, framing, motions, _ = KINDS[kind]
+    _, _, framing, kind_motions, _ = KINDS[kind]
+    motions = motions or kind_motions
     rng = np.random.default_rng(seed)
     images, points = [], []
     for cid in character_ids(split, num_characters, start=seed * 10_000 if split == "train" else 0):
@@ -283,7 +286,27 @@ def probe_accuracy(detect, frames: np.ndarray, points: np.ndarray, kind: str = "
     n = max(int(visible.sum()), 1)
     out = {f"pck@{a:g}": float((visible & found & (norm <= a)).sum() / n) for a in (0.05, 0.1)}
     out["mean_error_norm"] = float(norm[visible & found].mean()) if (visible & found).any() else math.nan
+    if kind == "body":  # PCK@0.1 by which way the true figure faces, with the number of frames
+        hit = visible & found & (norm <= 0.1)
+        facing = body_facing(points)
+        for name in ("front", "side", "back"):
+            sel = facing == name
+            out[f"pck@0.1_{name}"] = float(hit[sel].sum() / max(int(visible[sel].sum()), 1)) if sel.any() else math.nan
+            out[f"frames_{name}"] = int(sel.sum())
     return out
+
+
+def body_facing(points: np.ndarray, side_fraction: float = 0.08) -> np.ndarray:
+    """Which way each frame's figure faces, from its OpenPose-18 shoulders ``(T, 18, 3)``:
+    ``"front"`` (the right shoulder left of the left one on screen), ``"back"`` (the reverse),
+    ``"side"`` (closer than ``side_fraction`` of the body size, or a shoulder hidden)."""
+    from ..evaluation.pose_metrics import body_size
+
+    dx = points[:, 5, 0] - points[:, 2, 0]
+    both = (points[:, 2, 2] >= 0.3) & (points[:, 5, 2] >= 0.3)
+    with np.errstate(invalid="ignore"):
+        wide = both & (np.abs(dx) >= side_fraction * body_size(points))
+    return np.where(wide, np.where(dx > 0, "front", "back"), "side")
 
 
 def fit(model: nn.Module, batch_loss, steps: int, lr: float, log, t0: float) -> None:
@@ -306,13 +329,18 @@ def fit(model: nn.Module, batch_loss, steps: int, lr: float, log, t0: float) -> 
 
 def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch_size: int = 16, lr: float = 2e-3, seed: int = 0,
                 num_characters: int = 240, clips: int = 2, frames_per_clip: int = 8, val_characters: int = 40,
-                log=print) -> dict:  # fmt: skip
+                turn_clips: int = 0, log=print) -> dict:  # fmt: skip
     """Train a ``kind`` probe on train-split lab frames and write its safetensors and JSON (config,
-    command, accuracy on held-out characters and motions) to ``output``."""
+    command, accuracy on held-out characters and motions) to ``output``. ``turn_clips``: that many
+    more clips per character of turning motions (side and back views), from other train-split
+    characters. The body kind is also checked on held-out turning clips, by facing."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     file_name, num_points, _, _, flip_pairs = KINDS[kind]
     images, bodies = _sample_frames("train", num_characters, clips, frames_per_clip, seed, kind)
+    if turn_clips:
+        more = _sample_frames("train", num_characters, turn_clips, frames_per_clip, seed + 7, kind, ("turn",))
+        images, bodies = np.concatenate([images, more[0]]), np.concatenate([bodies, more[1]])
     val_images, val_bodies = _sample_frames("heldout", val_characters, 1, 6, seed + 1, kind)
     log(f"{len(images)} training frames, {len(val_images)} held-out frames ({time.perf_counter() - t0:.0f} s)")
     model = PoseProbe(num_points=num_points)
@@ -333,12 +361,16 @@ def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch
         "config": model.config,
         "kind": kind,
         "command": f"python -m animate_anyone.lab.pose_probe --kind {kind} --output {output} --steps {steps} "
-                   f"--seed {seed} --characters {num_characters}",
+                   f"--seed {seed} --characters {num_characters}" + (f" --turn-clips {turn_clips}" if turn_clips else ""),
         "training": {"steps": steps, "batch_size": batch_size, "lr": lr, "frames": len(images),
-                     "characters": num_characters, "seconds": round(time.perf_counter() - t0)},  # fmt: skip
+                     "characters": num_characters, "turn_clips": turn_clips,
+                     "seconds": round(time.perf_counter() - t0)},  # fmt: skip
         "heldout": {"frames": len(val_images), "sharp": probe_accuracy(detect, val_images, val_bodies, kind),
                     "blurred_sigma_1.5": probe_accuracy(detect, blurred_u8, val_bodies, kind)},  # fmt: skip
     }
+    if kind == "body":
+        turn_images, turn_bodies = _sample_frames("heldout", val_characters, 1, 6, seed + 2, kind, ("turn",))
+        info["heldout_turning"] = {"frames": len(turn_images), "sharp": probe_accuracy(detect, turn_images, turn_bodies)}
     write_json(cfg_file, info)
     log(json.dumps(info["heldout"]))
     return info
@@ -351,11 +383,14 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--characters", type=int, default=240, help="train-split characters to draw frames from")
+    p.add_argument("--turn-clips", type=int, default=0,
+                   help="more clips per character of turning motions (side and back views)")
     args = p.parse_args(argv)
-    if args.steps < 1 or args.characters < 1:
-        print("error: --steps and --characters must be at least 1", file=sys.stderr)
+    if args.steps < 1 or args.characters < 1 or args.turn_clips < 0:
+        print("error: --steps and --characters must be at least 1, --turn-clips at least 0", file=sys.stderr)
         return 2
-    train_probe(args.output, kind=args.kind, steps=args.steps, seed=args.seed, num_characters=args.characters)
+    train_probe(args.output, kind=args.kind, steps=args.steps, seed=args.seed, num_characters=args.characters,
+                turn_clips=args.turn_clips)
     return 0
 
 
