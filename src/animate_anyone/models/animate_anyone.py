@@ -25,6 +25,8 @@ class AnimateAnyoneModel(nn.Module):
             ``None`` keeps the compute dtype.
     """
 
+    component_names = COMPONENTS  # the saved networks (a subclass with more lists them here)
+
     def __init__(self, config: ModelConfig, bank_dtype: torch.dtype | None = None):
         super().__init__()
         self.config = config
@@ -52,7 +54,7 @@ class AnimateAnyoneModel(nn.Module):
         return getattr(self, REFINER, None)
 
     def components(self) -> dict[str, nn.Module]:
-        names = COMPONENTS + ((REFINER,) if self.refiner is not None else ())
+        names = self.component_names + ((REFINER,) if self.refiner is not None else ())
         return {name: getattr(self, name) for name in names}
 
     def write_reference(self, ref_latents: torch.Tensor, ref_embeds: torch.Tensor) -> None:

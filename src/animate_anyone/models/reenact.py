@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .animate_anyone import REFINER, AnimateAnyoneModel
+from .animate_anyone import AnimateAnyoneModel
 from .pose_guider import PoseGuider
 from .presets import ModelConfig
 
@@ -40,6 +40,8 @@ def moore_reenact_block_path(name: str) -> str:
 class ReenactModel(AnimateAnyoneModel):
     """ReferenceNet + denoising UNet + two pose guiders (upper face, mouth)."""
 
+    component_names = REENACT_COMPONENTS
+
     def __init__(self, config: ModelConfig):
         super().__init__(config, bank_dtype=None)
         self.pose_guider2 = PoseGuider(
@@ -47,10 +49,6 @@ class ReenactModel(AnimateAnyoneModel):
             conditioning_channels=config.pose_guider_conditioning_channels,
             block_out_channels=config.pose_guider_block_out_channels,
         )
-
-    def components(self) -> dict[str, torch.nn.Module]:
-        names = REENACT_COMPONENTS + ((REFINER,) if self.refiner is not None else ())
-        return {name: getattr(self, name) for name in names}
 
     def face_features(self, upper: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
         """``(b, 3, f, H, W)`` upper-face and mouth maps in [0, 1] -> summed pose features."""

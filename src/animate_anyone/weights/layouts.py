@@ -263,15 +263,13 @@ def check_weights(root: str | Path) -> LayoutReport:
         with torch.device("meta"):
             model = AnimateAnyoneModel(config)
         if report.kind in ("native", "native-reenact"):
-            names = tuple(model.components())
             if report.kind == "native-reenact":
                 from ..models.reenact import ReenactModel
 
                 with torch.device("meta"):
                     model = ReenactModel(config)
-                names = tuple(model.components())
-            for name in names:
-                _compare(report, name, getattr(model, name), native.load_state_dict(report.paths[name]))
+            for name, module in model.components().items():
+                _compare(report, name, module, native.load_state_dict(report.paths[name]))
         elif report.kind == "moore-reenact":
             from ..models.reenact import ReenactModel
 
