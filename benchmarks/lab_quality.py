@@ -12,7 +12,7 @@ ground truth; their exact keypoints, drawn as pose maps, drive the model. Printe
   smooth), with paired model − copy differences;
 * pose fidelity split by the motion (turning, where the character shows its side and back, or
   not), with paired model − no-referencenet differences, and by the way the true frame faces
-  (front, side, back: :func:`animate_anyone.lab.pose_probe.body_facing`), over frames;
+  (front, side, back: :func:`animate_anyone.pose.facing.body_facing`), over frames;
 * pose fidelity, PCK@0.1 of the body pose re-detected in the frames, by two detectors:
   the **lab pose probe** (``animate_anyone.lab.pose_probe``, trained on train-split lab frames with
   exact keypoints; the shipped weights) and **mediapipe** (the bundled general-purpose estimator,
@@ -20,7 +20,10 @@ ground truth; their exact keypoints, drawn as pose maps, drive the model. Printe
   the true frames).
 
 Methods, all measured in this run:
-* ``model``            the model as shipped;
+* ``model``            the model as shipped (with its demo settings, reference hold included);
+* ``model-no-hold``    (only when the settings hold the reference back: ``hold_steps`` > 0) the
+                       same model without the hold, which differs only on sequences with frames
+                       that face away from the reference (the others reuse the model's frames);
 * ``no-referencenet``  the same model and seed with the ReferenceNet switched off (empty bank;
                        a model with a reference latent input loses that too: it rides in the bank;
                        a model with a reference detail refiner runs without it);
@@ -51,11 +54,12 @@ from animate_anyone.demo import (
     example_parts,
     frame_metrics,
     heldout_clip,
+    lab_hold,
 )
 from animate_anyone.evaluation.pose_metrics import mask_region_fidelity, pose_fidelity
 from animate_anyone.evaluation.studies import study_detector
 from animate_anyone.lab.background import PATTERNED_BACKGROUNDS
-from animate_anyone.lab.pose_probe import body_facing
+from animate_anyone.pose.facing import body_facing
 
 FACINGS = ("front", "side", "back")
 
@@ -81,6 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--strength", type=float,
                    help="fraction of the schedule run from the noised reference latent, for the model and "
                         "no-referencenet rows alike (default: the model's demo setting, 1.0 = pure noise)")
+    p.add_argument("--hold-steps", type=float,
+                   help="fraction of the steps during which frames facing away from the reference do not read "
+                        "its face (default: the model's demo setting; 0 = off)")
     p.add_argument("--no-pose", action="store_true", help="skip pose fidelity")
     p.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS),
                    help="pose detectors for pose fidelity (default: both)")
@@ -96,9 +103,13 @@ def main(argv=None) -> int:
         s["steps"] = args.steps
     if args.strength is not None:
         s["strength"] = args.strength
+    if args.hold_steps is not None:
+        s["hold_steps"] = args.hold_steps
     detectors = {} if args.no_pose else make_detectors(args.detectors)
     pipe = load_pipeline(weights)
-    rows: dict[str, list[dict]] = {m: [] for m in ("model", "no-referencenet", "copy-reference", "autoencoder", "ground-truth")}
+    methods = ["model"] + (["model-no-hold"] if s["hold_steps"] > 0 else [])
+    methods += ["no-referencenet", "copy-reference", "autoencoder", "ground-truth"]
+    rows: dict[str, list[dict]] = {m: [] for m in methods}
     t0 = time.perf_counter()
     for i in range(args.sequences):
         clip, sl = heldout_clip(i, s["size"], s["frames"], s["gap"])
@@ -108,11 +119,14 @@ def main(argv=None) -> int:
         kw = dict(width=s["size"], height=s["size"], num_inference_steps=s["steps"], guidance_scale=s["guidance"],
                   seed=s["seed"], context_frames=s["context_frames"], context_overlap=s["context_overlap"],
                   strength=s["strength"], progress=False)  # fmt: skip
+        hold = lab_hold(clip, sl, s["size"], s["hold_steps"])
         with torch.inference_mode():
-            outs = {
-                "model": pipe(Image.fromarray(ref), list(poses), **kw).to_uint8(),
-                "no-referencenet": pipe(Image.fromarray(ref), list(poses), use_reference=False, **kw).to_uint8(),
-            }
+            outs = {"model": pipe(Image.fromarray(ref), list(poses), reference_hold=hold,
+                                  reference_hold_steps=s["hold_steps"], **kw).to_uint8()}  # fmt: skip
+            if "model-no-hold" in rows:
+                outs["model-no-hold"] = (pipe(Image.fromarray(ref), list(poses), **kw).to_uint8()
+                                         if hold is not None and hold.any() else outs["model"])  # fmt: skip
+            outs["no-referencenet"] = pipe(Image.fromarray(ref), list(poses), use_reference=False, **kw).to_uint8()
         outs["copy-reference"] = np.repeat(ref[None], len(gt), axis=0)
         outs["autoencoder"] = pipe.autoencode(gt, reference=ref)  # refined too, if the model has a refiner
         outs["ground-truth"] = gt
@@ -128,7 +142,8 @@ def main(argv=None) -> int:
               f"SSIM model {rows['model'][-1]['ssim']:.3f} | no-ref {rows['no-referencenet'][-1]['ssim']:.3f} | "
               f"copy {rows['copy-reference'][-1]['ssim']:.3f}", flush=True)  # fmt: skip
     print(f"\n{args.sequences} held-out sequences, {s['frames']} frames at {s['size']}x{s['size']}, "
-          f"{s['steps']} steps, guidance {s['guidance']}, strength {s['strength']}, {time.perf_counter() - t0:.0f} s\n")
+          f"{s['steps']} steps, guidance {s['guidance']}, strength {s['strength']}, reference hold "
+          f"{s['hold_steps']:g} of the steps, {time.perf_counter() - t0:.0f} s\n")
     heads = ["SSIM ↑", "PSNR (dB) ↑", "L1 ↓", "char. PSNR ↑", "char. L1 ↓"] + [f"PCK@0.1 {d} ↑" for d in detectors]
     print("| method | " + " | ".join(heads) + " |")
     print("|---" * (len(heads) + 1) + "|")
@@ -205,7 +220,8 @@ def print_pose_by_facing(rows: dict[str, list[dict]], detectors: list[str]) -> N
     per-facing mean weighted by its number of such frames)."""
     if not detectors:
         return
-    print("\n| true figure faces | detector | frames | PCK@0.1 model / no-referencenet / copy / ground truth |")
+    methods = [m for m in ("model", "model-no-hold", "no-referencenet", "copy-reference", "ground-truth") if m in rows]
+    print(f"\n| true figure faces | detector | frames | PCK@0.1 {' / '.join(methods)} |")
     print("|---|---|---|---|")
     for f in FACINGS:
         n = sum(r[f"frames_{f}"] for r in rows["model"])
@@ -213,7 +229,7 @@ def print_pose_by_facing(rows: dict[str, list[dict]], detectors: list[str]) -> N
             continue
         for det in detectors:
             cells = []
-            for m in ("model", "no-referencenet", "copy-reference", "ground-truth"):
+            for m in methods:
                 pairs = [(r[f"pck_{det}_{f}"], r[f"frames_{f}"]) for r in rows[m] if r[f"frames_{f}"]]
                 pairs = [(v, k) for v, k in pairs if np.isfinite(v)]
                 k = sum(k for _, k in pairs)

@@ -190,6 +190,11 @@ def test_lab_quality_splits_pose_fidelity_by_facing(capsys):
     assert lines["| front"] == "| front | probe | 4 | 0.875 / 0.700 / 0.900 / 1.000 |"  # weighted by frames
     assert lines["| back"] == "| back | probe | 1 | 0.200 / 0.600 / 0.000 / 0.500 |"
     assert "| side" not in lines  # no frame faces sideways
+    rows["model-no-hold"] = [row(0.9, 0.1, 3, 1), row(0.5, nan, 1, 0)]  # a model run with a reference hold
+    lq.print_pose_by_facing(rows, ["probe"])
+    out = capsys.readouterr().out
+    assert "PCK@0.1 model / model-no-hold / no-referencenet / copy-reference / ground-truth |" in out
+    assert "| back | probe | 1 | 0.200 / 0.100 / 0.600 / 0.000 / 0.500 |" in out.splitlines()
 
 
 def test_lab_quality_pose_scores_by_facing():

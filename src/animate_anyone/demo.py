@@ -26,7 +26,7 @@ DEMO_WEIGHTS = "demo_weights"
 # for a lab model whose folder recommends nothing: guidance off, as every lab model so far scored
 # best without it (at 2.0 their colours drift green; README, "Demo model")
 DEFAULT_SETTINGS = {"size": 128, "frames": 24, "gap": 8, "steps": 20, "guidance": 1.0, "context_frames": 8,
-                    "context_overlap": 2, "seed": 42, "strength": 1.0}  # fmt: skip
+                    "context_overlap": 2, "seed": 42, "strength": 1.0, "hold_steps": 0.0}  # fmt: skip
 
 
 def default_weights() -> Path:
@@ -69,6 +69,17 @@ def heldout_clip(index: int, size: int, frames: int, gap: int):
 def heldout_example(index: int, size: int, frames: int, gap: int):
     """(reference image, pose maps, ground-truth frames, description) of held-out example ``index``."""
     return example_parts(*heldout_clip(index, size, frames, gap))
+
+
+def lab_hold(clip, sl: slice, size: int, hold_steps: float):
+    """The pipeline's ``reference_hold`` for a clip from :func:`heldout_clip`: the reference's (frame
+    0's) face, hidden from the frames that face away from it, read from the exact keypoints; None
+    when ``hold_steps`` is 0."""
+    from .pose.facing import reference_hold
+
+    if hold_steps <= 0:
+        return None
+    return reference_hold(clip.poses.body[0], clip.poses.body[sl], (size, size), face=clip.poses.face[0])
 
 
 def example_parts(clip, sl: slice):
@@ -134,8 +145,8 @@ def run_demo(out_dir: str | Path, weights: str | Path | None = None, example: in
         result = pipe(Image.fromarray(ref), list(poses), width=s["size"], height=s["size"],
                       num_inference_steps=s["steps"], guidance_scale=s["guidance"], seed=s["seed"],
                       context_frames=s["context_frames"], context_overlap=s["context_overlap"],
-                      strength=s["strength"],
-                      progress=progress).to_uint8()
+                      strength=s["strength"], reference_hold=lab_hold(clip, sl, s["size"], s["hold_steps"]),
+                      reference_hold_steps=s["hold_steps"], progress=progress).to_uint8()
     seconds = time.perf_counter() - t0
     copy = np.repeat(ref[None], len(gt), axis=0)
     truth, detect = clip.poses.frames(sl), lab_probe()

@@ -179,3 +179,43 @@ def test_settings_come_from_the_weights_folder_unless_a_flag_is_given(inputs, ti
     (weights / "demo.json").unlink()
     _fails([*base, "-o", str(tmp_path / "o.mp4"), "--width", "32", "--height", "32"], capsys, tmp_path,
            "32x32 is too small for this model")
+
+
+def test_hold_steps_hold_the_head_of_driving_frames_that_face_away(tiny_folder, tmp_path, capsys, monkeypatch):
+    """--driving keypoints of a lab character turning its back: the frames that face away get a
+    head mask, the others none; a rendered pose video has no keypoints, so nothing is held."""
+    from animate_anyone.demo import heldout_clip
+    from animate_anyone.pipelines.pipeline_animate import AnimateAnyonePipeline
+    from animate_anyone.pose import save_keypoints
+    from animate_anyone.pose.facing import facing_away
+
+    clip, sl = heldout_clip(0, 64, 12, 16)  # held-out example 0 turns away from the camera
+    truth = clip.poses.frames(sl)
+    away = facing_away(clip.poses.body[0], truth.body)
+    assert away.any() and (~away).any()
+    ref = write_image(tmp_path / "ref.png", clip.frames[0])
+    save_keypoints(clip.poses.frames(slice(0, 1)), tmp_path / "ref.npz")
+    save_keypoints(truth, tmp_path / "drv.npz")
+    calls = []
+    real_call = AnimateAnyonePipeline.__call__
+    monkeypatch.setattr(AnimateAnyonePipeline, "__call__", lambda self, *a, **kw: (calls.append(kw), real_call(self, *a, **kw))[1])
+    base = ["animate", "--ref", str(ref), "--weights", str(tiny_folder), "--width", "64", "--height", "64",
+            "--steps", "2", "--quiet"]  # fmt: skip
+    argv = [*base, "--driving", str(tmp_path / "drv.npz"), "--ref-pose", str(tmp_path / "ref.npz"),
+            "-o", str(tmp_path / "a.mp4"), "--hold-steps", "0.5"]  # fmt: skip
+    assert main(argv) == 0
+    assert f"reference hold: {int(away.sum())} of {len(away)} frames face away" in capsys.readouterr().out
+    hold, steps = calls[-1]["reference_hold"], calls[-1]["reference_hold_steps"]
+    assert steps == 0.5 and hold.shape == (len(away), 64, 64)
+    assert (hold.any(axis=(1, 2)) == away).all()
+    assert hold[away].mean() < 0.2  # the head, not the frame
+
+    assert main([*base, "--driving", str(tmp_path / "drv.npz"), "--ref-pose", str(tmp_path / "ref.npz"),
+                 "-o", str(tmp_path / "b.mp4")]) == 0  # off by default (no demo.json here)
+    assert calls[-1]["reference_hold"] is None and "reference hold" not in capsys.readouterr().out
+
+    write_video(tmp_path / "pose.mp4", clip.pose_maps()[sl], fps=12)
+    assert main([*base, "--pose", str(tmp_path / "pose.mp4"), "-o", str(tmp_path / "c.mp4"), "--hold-steps", "1"]) == 0
+    assert calls[-1]["reference_hold"] is None and "reference hold: off" in capsys.readouterr().out
+    _fails([*base, "--pose", str(tmp_path / "pose.mp4"), "-o", str(tmp_path / "o.mp4"), "--hold-steps", "2"],
+           capsys, tmp_path, "--hold-steps must be in [0, 1]")

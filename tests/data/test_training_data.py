@@ -102,3 +102,67 @@ def test_oversample_config_is_typed_and_checked(tmp_path, lab_meta):
         _cfg(tmp_path, lab_meta, data={"meta": [str(lab_meta)], "oversample": ["turn"]})
     with pytest.raises(ConfigError, match="data.oversample.motion.turn: expected float"):
         _cfg(tmp_path, lab_meta, data={"meta": [str(lab_meta)], "oversample": {"motion": {"turn": "many"}}})
+
+
+@pytest.fixture(scope="module")
+def turning_meta(tmp_path_factory):
+    plans = list(plan_clips("train", 2, 1, motion_types=("turn",)))
+    return write_dataset(tmp_path_factory.mktemp("turns"), plans, num_frames=32, width=64, height=64, lossless=True)
+
+
+def test_reference_hold_hides_the_reference_face_from_targets_that_face_away(tmp_path, turning_meta):
+    from animate_anyone.errors import ConfigError, InputError
+    from animate_anyone.pose import load_keypoints
+    from animate_anyone.pose.facing import reference_hold
+
+    cfg = _cfg(tmp_path, turning_meta, data={"meta": [str(turning_meta)], "width": 64, "height": 64,
+                                             "sample_margin": 4, "crop_scale": [1.0, 1.0], "reference_hold": True})
+    ds = build_dataset(cfg, clip_size=32)
+    ds.crop_ratio = (1.0, 1.0)  # whole frames, so the expected masks need no crop
+    held = 0
+    for k in range(24):
+        item = ds.get(k % len(ds), np.random.default_rng(k))
+        i = int(item["index"])
+        ref, tgt = ds.pick_frames(ds.entries[i]["num_frames"], np.random.default_rng(k))
+        seq = load_keypoints(ds.entries[i]["keypoints_path"])
+        expected = reference_hold(seq.body[ref], seq.body[[tgt]], (64, 64), face=seq.face[ref])
+        assert item["ref_hold"].shape == (1, 64, 64) and item["ref_hold"].dtype == torch.bool
+        assert (item["ref_hold"].numpy() == expected).all()
+        held += bool(expected.any())
+    assert 0 < held < 24  # some pairs face the same way, some do not
+    clips = build_dataset(_cfg(tmp_path, turning_meta, stage="video", data={
+        "meta": [str(turning_meta)], "width": 64, "height": 64, "num_frames": 4, "reference_hold": True}), clip_size=32)
+    assert clips.get(0, np.random.default_rng(0))["ref_hold"].shape == (4, 64, 64)
+    with pytest.raises(ConfigError, match="reference_hold"):
+        _cfg(tmp_path, turning_meta, stage="vae", data={"meta": [str(turning_meta)], "reference_hold": True})
+    bare = tmp_path / "bare.json"  # a meta file without keypoints files
+    import json
+
+    entries = json.loads(turning_meta.read_text())
+    bare.write_text(json.dumps([{k: str(turning_meta.parent / v) if k.endswith("_path") else v
+                                 for k, v in e.items() if k != "kps_path"} for e in entries]))
+    with pytest.raises(InputError, match="reference_hold needs keypoints"):
+        build_dataset(_cfg(tmp_path, bare, data={"meta": [str(bare)], "reference_hold": True}), clip_size=32)
+
+
+def test_a_training_step_holds_the_reference_face_back(tmp_path, turning_meta, monkeypatch):
+    from animate_anyone.models.animate_anyone import AnimateAnyoneModel
+    from animate_anyone.training.trainer import Trainer
+
+    seen = []
+    forward = AnimateAnyoneModel.forward
+
+    def spy(self, *args, ref_hold=None, **kwargs):
+        seen.append(None if ref_hold is None else ref_hold.clone())
+        return forward(self, *args, ref_hold=ref_hold, **kwargs)
+
+    monkeypatch.setattr(AnimateAnyoneModel, "forward", spy)
+    cfg = _cfg(tmp_path, turning_meta, batch_size=8, max_steps=2, noise={"uncond_ratio": 0.0},
+               data={"meta": [str(turning_meta)], "width": 64, "height": 64, "sample_margin": 4, "reference_hold": True})
+    trainer = Trainer(cfg)
+    trainer.train()
+    holds = [h for h in seen if h is not None]
+    assert holds, "no batch of turning pairs had a target facing away"
+    h = holds[0]
+    assert h.dtype == torch.bool and h.shape[1:] == (1, 8, 8)  # (batch, frames, cells of the tiny 1/8 latent)
+    assert 0 < h.float().mean() < 0.2

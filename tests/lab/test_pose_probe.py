@@ -116,13 +116,3 @@ def test_the_shipped_probe_reads_figures_seen_from_behind():
     assert back.sum() >= 10, back.sum()
     acc = PP.probe_accuracy(PP.probe_detector(), frames, points)
     assert acc["pck@0.1_back"] > 0.85, acc
-
-
-def test_body_facing_reads_the_shoulders():
-    body = np.zeros((4, 18, 3), np.float32)
-    body[:, :, 2] = 1
-    body[:, :, 1] = np.linspace(0, 100, 18)  # a figure 100 px tall
-    body[:, 2, 0] = [40, 60, 49, 40]  # right shoulder
-    body[:, 5, 0] = [60, 40, 51, 60]  # left shoulder
-    body[3, 5, 2] = 0  # a hidden shoulder: no way to tell
-    assert PP.body_facing(body).tolist() == ["front", "back", "side", "side"]

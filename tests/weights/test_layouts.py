@@ -149,7 +149,7 @@ def test_recommended_settings_are_checked_reported_and_converted(tmp_path, capsy
 
     folder = _tiny_native(tmp_path / "tiny")
     assert recommended_settings(folder) == {}
-    settings = {"size": 64, "steps": 3, "guidance": 1.0, "context_frames": 4, "frames": 6}
+    settings = {"size": 64, "steps": 3, "guidance": 1.0, "context_frames": 4, "frames": 6, "hold_steps": 0.5}
     (folder / "demo.json").write_text(json.dumps({"settings": settings, "provenance": {"commands": ["x"]}}))
     assert recommended_settings(folder) == settings
     # the Python API: from_pretrained, and the call arguments the folder recommends
@@ -157,7 +157,8 @@ def test_recommended_settings_are_checked_reported_and_converted(tmp_path, capsy
 
     pipe = AnimateAnyonePipeline.from_pretrained(folder)
     assert pipe.recommended == {"width": 64, "height": 64, "num_inference_steps": 3, "guidance_scale": 1.0,
-                                "context_frames": 4, "context_overlap": 1}  # a quarter of the window
+                                "context_frames": 4, "context_overlap": 1,  # a quarter of the window
+                                "reference_hold_steps": 0.5}  # used where the caller passes a reference_hold
     ref = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8))
     poses = np.random.default_rng(1).integers(0, 255, (5, 48, 40, 3), dtype=np.uint8)
     assert pipe(ref, poses, progress=False, **pipe.recommended).frames.shape == (5, 64, 64, 3)
@@ -166,6 +167,7 @@ def test_recommended_settings_are_checked_reported_and_converted(tmp_path, capsy
     assert main(["weights", "check", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "recommended settings (demo.json" in out and "size 64, steps 3, guidance 1.0, context_frames 4" in out
+    assert "hold_steps 0.5" in out
     assert "frames 6" not in out  # the demo clip's length is not an inference setting
     # conversion carries the file over, byte for byte
     converted = convert_weights(folder, tmp_path / "converted", dtype=torch.float16)

@@ -94,6 +94,9 @@ def load_meta(meta_path: str | Path, split: str | None = None) -> list[dict]:
         for key in FACE_POSE_FIELDS:  # face-reenactment maps (`data prepare --face`, the lab's faces)
             if entry.get(key):
                 e[key] = str(root / entry[key])
+        kps = entry.get("keypoints_path") or (entry.get("kps_path") if pose != entry.get("kps_path") else None)
+        if kps and Path(str(kps)).suffix.lower() in (".json", ".npz"):  # keypoints beside the pose video
+            e["keypoints_path"] = str(root / kps)
         out.append(e)
     return out
 
@@ -150,6 +153,7 @@ class _ClipSource(Dataset):
         cache_clips: int = 0,
         seed: int = 0,
         pose_fields: tuple[str, ...] = ("pose_path",),
+        reference_hold: bool = False,
     ):
         if width <= 0 or height <= 0:
             raise ValueError(f"width and height must be positive, got {width}x{height}")
@@ -160,6 +164,8 @@ class _ClipSource(Dataset):
         self.seed, self.epoch = int(seed), 0
         self.cache_clips = int(cache_clips)
         self.pose_fields = tuple(pose_fields)
+        self.reference_hold = bool(reference_hold)
+        self._keypoints: dict[int, object] = {}
         self._cache: OrderedDict[int, tuple[np.ndarray, list[np.ndarray]]] = OrderedDict()
         metas = list(meta) if isinstance(meta, (list, tuple)) else [meta]
         source = ", ".join(str(m) for m in metas if not isinstance(m, dict)) or "meta list"
@@ -196,6 +202,9 @@ class _ClipSource(Dataset):
             where = f" with split {split!r}" if split is not None else ""
             detail = f"; first problem: {self.skipped[0][1]}" if self.skipped else ""
             raise InputError(f"{source}: no usable clips{where} ({len(self.skipped)} skipped{detail})")
+        if self.reference_hold and not any(e.get("keypoints_path") for e in self.entries):
+            raise InputError(f"{source}: reference_hold needs keypoints files (kps_path or keypoints_path "
+                             f"ending in .json or .npz beside the pose video), and no entry has one")
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _report(self, entry: dict, reason: str) -> None:
@@ -327,11 +336,41 @@ class _ClipSource(Dataset):
         """``(3, clip_size, clip_size)``, CLIP-normalised, from the uncropped frame."""
         return clip_pixels(frame, self.clip_size)[0]
 
+    def hold_input(self, index: int, ref: int, targets: np.ndarray, box, frame_size: tuple[int, int]) -> torch.Tensor:
+        """``(k, height, width)`` bool: for each target frame, the part of the reference frame ``ref``
+        it must not read (:func:`animate_anyone.pose.facing.reference_hold`: the reference's face
+        where the target faces away from it), from the entry's keypoints file, cropped like the
+        frames. All False for an entry without keypoints. ``frame_size``: ``(h, w)`` of the decoded
+        frames ``box`` refers to."""
+        from ..pose.facing import reference_hold
+        from ..pose.keypoints import load_keypoints
+
+        out = torch.zeros(len(targets), self.height, self.width, dtype=torch.bool)
+        path = self.entries[index].get("keypoints_path")
+        if not path:
+            return out
+        if index not in self._keypoints:
+            seq = load_keypoints(path)  # an unreadable file: InputError, the entry is reported and replaced
+            if len(seq) != self.entries[index]["num_frames"]:
+                raise InputError(f"{path}: has {len(seq)} frames of keypoints, the video has "
+                                 f"{self.entries[index]['num_frames']}")
+            self._keypoints[index] = seq
+        seq = self._keypoints[index]
+        h, w = frame_size
+        if (seq.width, seq.height) != (w, h):
+            seq = seq.scaled(w, h)
+        masks = reference_hold(seq.body[ref], seq.body[np.asarray(targets)], (h, w), face=seq.face[ref])
+        left, top, right, bottom = box
+        crop = torch.from_numpy(masks[:, top:bottom, left:right].astype(np.float32))[:, None]
+        return torch.nn.functional.interpolate(crop, size=(self.height, self.width), mode="nearest")[:, 0] > 0
+
 
 class ImagePairDataset(_ClipSource):
     """Stage 1 samples: ``{"pixels": (3, H, W) target frame in [-1, 1], "poses": (3, H, W) its
     pose map in [0, 1], "ref_pixels": (3, H, W) reference frame in [-1, 1], "ref_clip": (3, S, S)
-    CLIP-normalised reference, "index": () the entry used}``.
+    CLIP-normalised reference, "index": () the entry used}``; with ``reference_hold`` also
+    ``"ref_hold": (1, H, W)`` bool, the reference pixels the target must not read
+    (:meth:`hold_input`).
 
     Args:
         meta: a meta file path, or a list of meta file paths (and/or entries with absolute paths).
@@ -343,6 +382,8 @@ class ImagePairDataset(_ClipSource):
         preload: decode every clip once, now, and keep it in memory (small lab data sets).
         cache_clips: otherwise keep the last N decoded clips per process (0: decode per sample).
         seed: base seed of the per-sample randomness.
+        reference_hold: also return ``ref_hold`` (needs keypoints files; training's
+            ``data.reference_hold``).
     """
 
     def __init__(self, meta, width: int, height: int, *, sample_margin: int = 30, **kwargs):
@@ -373,12 +414,15 @@ class ImagePairDataset(_ClipSource):
         }
         for key, pose in zip(_pose_keys(len(poses)), poses):
             out[key] = self.pose_input(pose[1:2], self.pose_box(box, video, pose))[:, 0]
+        if self.reference_hold:
+            out["ref_hold"] = self.hold_input(i, ref, np.array([tgt]), box, video.shape[1:3])
         return out
 
 
 class ClipDataset(_ClipSource):
     """Stage 2 samples: ``{"pixels": (3, F, H, W) frames in [-1, 1], "poses": (3, F, H, W) in
-    [0, 1], "ref_pixels": (3, H, W) in [-1, 1], "ref_clip": (3, S, S), "index": ()}``.
+    [0, 1], "ref_pixels": (3, H, W) in [-1, 1], "ref_clip": (3, S, S), "index": ()}`` (with
+    ``reference_hold``, ``"ref_hold": (F, H, W)`` bool).
 
     Args: as :class:`ImagePairDataset`, plus ``num_frames`` (F, default 24) and ``stride`` (frame
     step of the span, default 4 as the reference's ``sample_rate``); crop default: scale (1, 1),
@@ -412,6 +456,8 @@ class ClipDataset(_ClipSource):
         }
         for key, pose in zip(_pose_keys(len(poses)), poses):
             out[key] = self.pose_input(pose[:-1], self.pose_box(box, video, pose))
+        if self.reference_hold:
+            out["ref_hold"] = self.hold_input(i, ref, idx, box, video.shape[1:3])
         return out
 
 
@@ -459,12 +505,13 @@ def make_dataset(
     split: str | None = None,
     seed: int = 0,
     pose_fields: tuple[str, ...] = ("pose_path",),
+    reference_hold: bool = False,
 ) -> ImagePairDataset | ClipDataset:
     """The dataset of a training stage: ``"image"`` (stage 1), ``"vae"`` and ``"refiner"`` -> :class:`ImagePairDataset`,
     ``"video"`` (stage 2) -> :class:`ClipDataset` (``sample_rate`` = frame stride). ``crop_scale``
     defaults to each class's default ((0.9, 1) for images, (1, 1) for clips)."""
     common = dict(split=split, crop_ratio=crop_ratio, clip_size=clip_size, preload=in_memory, seed=seed,
-                  pose_fields=tuple(pose_fields))
+                  pose_fields=tuple(pose_fields), reference_hold=reference_hold)
     if crop_scale is not None:
         common["crop_scale"] = tuple(crop_scale)
     if stage in ("image", "vae", "refiner"):

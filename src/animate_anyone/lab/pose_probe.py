@@ -37,6 +37,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from ..errors import InputError
+from ..pose.facing import body_facing
 from ..pose.keypoints import NUM_BODY, NUM_FACE, PoseSequence
 
 SIZE = 128  # network input side
@@ -294,19 +295,6 @@ def probe_accuracy(detect, frames: np.ndarray, points: np.ndarray, kind: str = "
             out[f"pck@0.1_{name}"] = float(hit[sel].sum() / max(int(visible[sel].sum()), 1)) if sel.any() else math.nan
             out[f"frames_{name}"] = int(sel.sum())
     return out
-
-
-def body_facing(points: np.ndarray, side_fraction: float = 0.08) -> np.ndarray:
-    """Which way each frame's figure faces, from its OpenPose-18 shoulders ``(T, 18, 3)``:
-    ``"front"`` (the right shoulder left of the left one on screen), ``"back"`` (the reverse),
-    ``"side"`` (closer than ``side_fraction`` of the body size, or a shoulder hidden)."""
-    from ..evaluation.pose_metrics import body_size
-
-    dx = points[:, 5, 0] - points[:, 2, 0]
-    both = (points[:, 2, 2] >= 0.3) & (points[:, 5, 2] >= 0.3)
-    with np.errstate(invalid="ignore"):
-        wide = both & (np.abs(dx) >= side_fraction * body_size(points))
-    return np.where(wide, np.where(dx > 0, "front", "back"), "side")
 
 
 def fit(model: nn.Module, batch_loss, steps: int, lr: float, log, t0: float) -> None:

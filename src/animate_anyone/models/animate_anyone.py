@@ -70,6 +70,7 @@ class AnimateAnyoneModel(nn.Module):
         pose: torch.Tensor,
         ref_latents: torch.Tensor | None = None,
         ref_embeds: torch.Tensor | None = None,
+        ref_hold: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One training-style forward: reference pass (if reference inputs are given, else an
         empty bank = plain self-attention), pose guider, denoiser.
@@ -80,13 +81,17 @@ class AnimateAnyoneModel(nn.Module):
             encoder_hidden_states: ``(batch, tokens, cross_dim)``.
             pose: pose images ``(batch, 3, frames, 8h, 8w)`` in [0, 1].
             ref_latents, ref_embeds: reference inputs, batch equal to ``batch``.
+            ref_hold: ``(batch, frames, h, w)`` bool on the reference latent's grid, the reference
+                cells each frame must not read (:attr:`ReferenceBank.hold`); needs ``ref_latents``.
         """
         self.bank.clear()
         self.bank.uncond_samples = 0
         if ref_latents is not None:
             self.write_reference(ref_latents, encoder_hidden_states if ref_embeds is None else ref_embeds)
         pose_features = self.pose_guider(pose)
+        self.bank.hold = ref_hold if ref_latents is not None else None
         try:
             return self.denoising_unet(noisy_latents, timestep, encoder_hidden_states, pose_features=pose_features)
         finally:
             self.bank.clear()
+            self.bank.hold = None

@@ -60,6 +60,13 @@ class ReferenceBank:
         reference_latent: the latent the bank was written from, ``(ref_batch, channels, h, w)``
             (set by the reference UNet): its size places the reference tokens, and a denoiser
             with a :class:`~animate_anyone.models.reference_latent.ReferenceLatentInput` reads it.
+        hold: ``None`` or a bool tensor on the grid of the reference latent, ``(num_frames, h, w)``
+            (the same for every sample) or ``(samples, num_frames, h, w)`` (one per sample that
+            reads the reference): the reference cells that each frame must not read (its queries
+            get no reference key there, and its reference latent input is zero at those cells).
+            Set by the caller around a call (the pipeline's ``reference_hold``, training's
+            ``data.reference_hold``); ``None`` or all False holds nothing back, all True gives
+            the frame no reference at all.
     """
 
     def __init__(self, storage_dtype: torch.dtype | None = None):
@@ -70,6 +77,7 @@ class ReferenceBank:
         self.latent_size: tuple[int, int] | None = None
         self.reference_latent: torch.Tensor | None = None
         self.cache_projections = False
+        self.hold: torch.Tensor | None = None
         self._kv_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -90,6 +98,28 @@ class ReferenceBank:
         self.features.clear()
         self._kv_cache.clear()
         self.reference_latent = None
+
+    def held(self, read_rows: int, grid: tuple[int, int]) -> torch.Tensor | None:
+        """:attr:`hold` for the ``read_rows`` rows of a call that read the reference (batch-major
+        over ``num_frames`` frames), max-pooled onto ``grid`` (a level's reference token grid, or a
+        latent size): ``(read_rows, rows*cols)`` bool; None when nothing is held."""
+        hold = self.hold
+        if hold is None or read_rows == 0:
+            return None
+        samples = read_rows // self.num_frames
+        frames_ok = hold.ndim in (3, 4) and hold.shape[-3] == self.num_frames and not read_rows % self.num_frames
+        if not frames_ok or (hold.ndim == 4 and hold.shape[0] != samples):
+            raise ValueError(f"hold has shape {tuple(hold.shape)} but the call has {self.num_frames} frames "
+                             f"per sample and {read_rows} reading rows")
+        size = self.reference_size
+        if size is not None and tuple(hold.shape[-2:]) != tuple(size):
+            raise ValueError(f"hold covers a {hold.shape[-2]}x{hold.shape[-1]} grid, the reference latent is "
+                             f"{size[0]}x{size[1]}")
+        if not hold.any():
+            return None
+        rows = hold.reshape(-1, 1, *hold.shape[-2:]).float()  # (frames or samples*frames, 1, h, w)
+        cells = (F.adaptive_max_pool2d(rows, grid)[:, 0] > 0).flatten(1)
+        return cells if hold.ndim == 4 else cells.repeat(samples, 1)
 
     def key_value(self, path: str, attn: Attention, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Key and value projections ``(ref_batch, tokens, inner_dim)`` of the stored tokens."""
@@ -180,7 +210,7 @@ class ReferencePosition(nn.Module):
 
 def _attend_with_position(attn: Attention, position: ReferencePosition, q: torch.Tensor, k: torch.Tensor,
                           v: torch.Tensor, ref_tokens: int, grid: tuple[int, int],
-                          ref_grid: tuple[int, int]) -> torch.Tensor:
+                          ref_grid: tuple[int, int], keys_read: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`_attend` over ``[own tokens ; ref_tokens reference tokens]`` keys with the position
     term of ``position`` on the reference keys."""
     n, t, inner = q.shape
@@ -192,8 +222,9 @@ def _attend_with_position(attn: Attention, position: ReferencePosition, q: torch
     gain = (position.GAIN * position.gain).to(q.dtype).view(1, heads, 1, 1)
     q_pos = (gain * own).expand(n, heads, t, f)
     k_pos = torch.cat([own.new_zeros(k.shape[1] - ref_tokens, f), ref]).expand(n, heads, -1, f)
+    mask = None if keys_read is None else keys_read[:, None, None, :]
     out = F.scaled_dot_product_attention(torch.cat([qh, q_pos], -1), torch.cat([kh, k_pos], -1),
-                                         F.pad(vh, (0, f)), scale=d**-0.5)[..., :d]
+                                         F.pad(vh, (0, f)), attn_mask=mask, scale=d**-0.5)[..., :d]
     out = out.transpose(1, 2).reshape(n, t, inner).to(q.dtype)
     return attn.to_out[1](attn.to_out[0](out))
 
@@ -204,10 +235,14 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.view(n, t, heads, -1).transpose(1, 2)
 
 
-def _attend(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Multi-head SDPA on projected tensors ``(n, tokens, inner)`` -> output projection."""
+def _attend(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            keys_read: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-head SDPA on projected tensors ``(n, tokens, inner)`` -> output projection.
+    ``keys_read``: ``(n, keys)`` bool, the keys each row's queries may attend to (None: all)."""
     n, t, inner = q.shape
-    out = F.scaled_dot_product_attention(_heads(q, attn.heads), _heads(k, attn.heads), _heads(v, attn.heads))
+    mask = None if keys_read is None else keys_read[:, None, None, :]
+    out = F.scaled_dot_product_attention(_heads(q, attn.heads), _heads(k, attn.heads), _heads(v, attn.heads),
+                                         attn_mask=mask)
     out = out.transpose(1, 2).reshape(n, t, inner).to(q.dtype)  # (n, tokens, inner)
     return attn.to_out[1](attn.to_out[0](out))
 
@@ -271,20 +306,34 @@ class ReferenceReadProcessor:
         ref_v = ref_v.repeat_interleave(repeat, dim=0)
         keys = torch.cat([k[plain_rows:], ref_k], dim=1)  # (read_rows, tokens + ref_tokens, inner)
         values = torch.cat([v[plain_rows:], ref_v], dim=1)
+        keys_read = self._keys_read(rows - plain_rows, q.shape[1], ref_k.shape[1], q.device)
         position = getattr(attn, "reference_position", None)
         if position is None:
-            out_ref = _attend(attn, q[plain_rows:], keys, values)
+            out_ref = _attend(attn, q[plain_rows:], keys, values, keys_read)
         else:
             if self.bank.latent_size is None or self.bank.reference_size is None:
                 raise RuntimeError("the bank does not know the latent sizes that ReferencePosition needs")
             grid = token_grid(self.bank.latent_size, q.shape[1])
             ref_grid = token_grid(self.bank.reference_size, ref_k.shape[1])
             out_ref = _attend_with_position(attn, position, q[plain_rows:], keys, values, ref_k.shape[1],
-                                            grid, ref_grid)
+                                            grid, ref_grid, keys_read)
         if plain_rows == 0:
             return out_ref
         out_plain = _attend(attn, q[:plain_rows], k[:plain_rows], v[:plain_rows])
         return torch.cat([out_plain, out_ref], dim=0)
+
+    def _keys_read(self, read_rows: int, own_tokens: int, ref_tokens: int, device) -> torch.Tensor | None:
+        """``(read_rows, own_tokens + ref_tokens)`` bool: the keys each reading row may attend to
+        under the bank's :attr:`~ReferenceBank.hold` (its own tokens always); None without a hold."""
+        if self.bank.hold is None:
+            return None
+        if self.bank.reference_size is None:
+            raise RuntimeError("the bank does not know the reference latent size that a hold needs")
+        held = self.bank.held(read_rows, token_grid(self.bank.reference_size, ref_tokens))
+        if held is None:
+            return None
+        own = torch.ones(read_rows, own_tokens, dtype=torch.bool, device=device)
+        return torch.cat([own, ~held.to(device)], dim=1)
 
 
 def _install(unet: nn.Module, bank: ReferenceBank, processor_cls) -> list[str]:

@@ -192,14 +192,14 @@ class DenoisingUNet(UNetMotionModel):
                 )
             # (b, C0, f, h, w) -> (b*f, C0, h, w), the layout of conv_in's output
             residual = pose_features.transpose(1, 2).reshape(b * f, -1, h, w).to(sample.dtype)
+        if self.reference_bank is not None:
+            self.reference_bank.num_frames = f
+            self.reference_bank.latent_size = (h, w)
         reference = self._reference_latent_residual(b, f, (h, w), sample.dtype)
         if reference is not None:
             residual = reference if residual is None else residual + reference
         if residual is not None:
             hook = self.conv_in.register_forward_hook(lambda _m, _i, out: out + residual)
-        if self.reference_bank is not None:
-            self.reference_bank.num_frames = f
-            self.reference_bank.latent_size = (h, w)
         try:
             out = super().forward(sample, timestep, encoder_hidden_states, return_dict=return_dict, **kwargs)
         finally:
@@ -216,7 +216,13 @@ class DenoisingUNet(UNetMotionModel):
         if path is None or bank is None or bank.reference_latent is None:
             return None
         residual = path(bank.reference_latent.to(dtype), size)  # (ref_batch, C0, h, w)
-        return frame_rows(residual, batch, frames, bank.uncond_samples)
+        rows = frame_rows(residual, batch, frames, bank.uncond_samples)
+        plain = bank.uncond_samples * frames
+        held = bank.held(rows.shape[0] - plain, size)  # (reading rows, h*w)
+        if held is not None:  # no reference latent from the held cells
+            keep = (~held.to(rows.device)).to(rows.dtype).view(-1, 1, *size)
+            rows = torch.cat([rows[:plain], rows[plain:] * keep])
+        return rows
 
 
 class ReferenceUNet(UNet2DConditionModel):

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # the reference implementation's app; a weights folder's demo.json may recommend others
 ANIMATE_DEFAULTS = {"width": 512, "height": 768, "steps": 25, "guidance_scale": 3.5, "context_frames": 24,
-                    "context_overlap": 4, "strength": 1.0}  # fmt: skip
+                    "context_overlap": 4, "strength": 1.0, "hold_steps": 0.0}  # fmt: skip
 _SETTING_HELP = {
     "width": ("--width", int, "frame width"),
     "height": ("--height", int, "frame height"),
@@ -57,6 +57,9 @@ _SETTING_HELP = {
     "context_overlap": ("--context-overlap", int, "frames shared by neighbouring windows"),
     "strength": ("--strength", float, "fraction of the DDIM schedule to run; below 1 every frame starts from the "
                  "noised reference latent (keeps a static background; 1.0 = pure noise, as the reference code)"),
+    "hold_steps": ("--hold-steps", float, "with --driving: fraction of the steps during which frames whose figure "
+                   "faces away from the reference's view do not read the reference's face, so it is not painted "
+                   "on the back of the head (0 = off, as the reference code)"),
 }
 
 
@@ -75,8 +78,9 @@ def resolve_settings(args: argparse.Namespace, defaults: dict) -> str | None:
     from ..weights.layouts import SETTINGS_FILE, recommended_call_arguments
 
     offered = recommended_call_arguments(args.weights)
-    if "num_inference_steps" in offered:  # the flag is --steps
-        offered["steps"] = offered.pop("num_inference_steps")
+    for arg, flag in (("num_inference_steps", "steps"), ("reference_hold_steps", "hold_steps")):
+        if arg in offered:  # call argument -> flag name
+            offered[flag] = offered.pop(arg)
     taken = []
     for name, default in defaults.items():
         if getattr(args, name) is not None:
@@ -106,6 +110,25 @@ def _grid(ref, poses, result, width, height):
     return np.stack(rows)
 
 
+def _facing_hold(report, ref_image, args):
+    """``(masks or None, report line)``: the reference's face, hidden from the driving frames that
+    face away from it (:func:`~animate_anyone.pose.facing.reference_hold`), over the reference image
+    (the pipeline stretches the masks onto its reference latent as it does the image)."""
+    from ..pose.driving import reference_pose
+    from ..pose.facing import reference_hold
+
+    seq, ref = report.keypoints, report.reference
+    if ref is None and report.alignment is None:  # --no-align: the reference was not read yet
+        ref = reference_pose(ref_image, args.ref_pose, backend="dwpose" if args.dwpose_dir else "mediapipe",
+                             dwpose_dir=args.dwpose_dir)  # fmt: skip
+    if ref is None:
+        return None, "reference hold: off (no body found in the reference image)"
+    masks = reference_hold(ref.body[0], seq.body, (ref.height, ref.width), face=ref.face[0])
+    away = int(masks.any(axis=(1, 2)).sum())
+    return masks, (f"reference hold: {away} of {len(masks)} frames face away from the reference; they do not "
+                   f"read its face for the first {args.hold_steps:g} of the steps")
+
+
 def run_animate(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -124,6 +147,7 @@ def run_animate(args: argparse.Namespace) -> int:
         print(from_weights, flush=True)
     ref = read_image(args.ref)
     report_lines = []
+    hold = None
     if args.pose and (args.ref_pose or args.dwpose_dir or args.no_align):
         raise InputError("--ref-pose, --dwpose-dir and --no-align only apply with --driving")
     if args.pose:
@@ -140,12 +164,19 @@ def run_animate(args: argparse.Namespace) -> int:
         for warning in report.warnings:
             print(f"animate-anyone: warning: {warning}", file=sys.stderr)
         report_lines.append(str(report))
+        if args.hold_steps > 0:
+            hold, line = _facing_hold(report, ref, args)
+            report_lines.append(line)
+    if args.pose and args.hold_steps > 0:
+        report_lines.append("reference hold: off (a rendered pose video has no keypoints to tell which way the figure faces)")
     num_frames = args.num_frames or len(poses)
     if num_frames > len(poses):
         raise InputError(f"--num-frames {num_frames} exceeds the {len(poses)} pose frames given")
     try:  # cheap checks before any weights are read
         check_call_arguments(len(poses), args.width, args.height, num_frames, args.steps, args.guidance_scale,
                              args.context_frames, args.context_overlap, args.compat, strength=args.strength)
+        if not 0.0 <= args.hold_steps <= 1.0:
+            raise ValueError(f"--hold-steps must be in [0, 1], got {args.hold_steps:g}")
     except ValueError as exc:
         raise InputError(str(exc)) from None
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -162,7 +193,8 @@ def run_animate(args: argparse.Namespace) -> int:
             context_frames=args.context_frames, context_overlap=args.context_overlap,
             wrap_around=True if args.wrap_around else None, compat=args.compat,
             sequential_cfg=args.sequential_cfg, decode_chunk_size=args.decode_chunk_size, progress=not args.quiet,
-            strength=args.strength,
+            strength=args.strength, reference_hold=None if hold is None else hold[:num_frames],
+            reference_hold_steps=args.hold_steps,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None

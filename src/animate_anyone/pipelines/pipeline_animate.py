@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from diffusers import AutoencoderKL, DDIMScheduler
 from PIL import Image
 from tqdm.auto import tqdm
@@ -60,6 +61,19 @@ def prefer_expandable_segments() -> None:
     an sd15 512×768×24 call that peaks at 10 GiB allocated ran out of memory under a 12 GiB cap
     without it (docs/performance.md). Takes effect only before CUDA is first used."""
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+
+def latent_hold(hold, num_frames: int, size: tuple[int, int]) -> torch.Tensor:
+    """A pipeline's ``reference_hold`` (``(frames,)`` flags or ``(frames, H, W)`` masks over the
+    reference image) as a bool tensor ``(frames, h, w)`` on the reference latent's grid ``size``:
+    a cell is held where any pixel over it is."""
+    mask = torch.as_tensor(np.asarray(hold, dtype=bool))
+    if mask.ndim not in (1, 3) or mask.shape[0] != num_frames:
+        raise ValueError(f"reference_hold needs one flag or one mask per frame ({num_frames}), "
+                         f"got shape {tuple(mask.shape)}")
+    if mask.ndim == 1:
+        return mask.view(-1, 1, 1).expand(-1, *size).clone()
+    return F.adaptive_max_pool2d(mask[:, None].float(), size)[:, 0] > 0
 
 
 def check_call_arguments(num_pose_frames: int, width: int, height: int, num_frames: int, num_inference_steps: int,
@@ -274,11 +288,13 @@ class AnimateAnyonePipeline:
                                                           reference=ref)).to_uint8()
 
     @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8, reference: torch.Tensor | None = None) -> np.ndarray:
+    def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8, reference: torch.Tensor | None = None,
+                       hold: torch.Tensor | None = None) -> np.ndarray:
         """``(1, c, frames, h, w)`` -> ``(frames, f*h, f*w, 3)`` float32 in [0, 1] (f = ``vae_factor``,
         8 for SD's autoencoder), ``chunk_size`` frames per VAE call. ``reference``: the reference
         image ``(1, 3, H, W)`` in [-1, 1]; with it, a model that has a reference detail refiner
-        refines every decoded frame with it."""
+        refines every decoded frame with it. ``hold``: ``(frames, H, W)`` bool, the reference pixels
+        each frame must not take (the refiner leaves the decoded pixels there)."""
         frames = latents[0].transpose(0, 1) / self.model.config.vae_scaling_factor  # (frames, c, h, w)
         refiner = self.model.refiner if reference is not None else None
         out = []
@@ -289,7 +305,11 @@ class AnimateAnyonePipeline:
                 chunk = frames[i : i + chunk_size].to(self.device, self.dtype)
                 image = self.vae.decode(chunk).sample  # (n, 3, H, W) in [-1, 1]
                 if refiner is not None:
-                    image = refiner(image, reference)
+                    refined = refiner(image, reference)
+                    if hold is not None:
+                        keep = hold[i : i + chunk_size].to(image.device)[:, None]
+                        refined = torch.where(keep, image, refined)
+                    image = refined
                 out.append((image / 2 + 0.5).clamp(0, 1).float().permute(0, 2, 3, 1).cpu())
         return torch.cat(out).numpy()
 
@@ -314,6 +334,8 @@ class AnimateAnyonePipeline:
         progress: bool = True,
         use_reference: bool = True,
         strength: float = 1.0,
+        reference_hold: Sequence[bool] | np.ndarray | None = None,
+        reference_hold_steps: float = 1.0,
     ) -> AnimationOutput:
         """Generate a video.
 
@@ -345,17 +367,29 @@ class AnimateAnyonePipeline:
                 ``round(strength * num_inference_steps)`` timesteps, and only those steps run (as
                 diffusers' image-to-image ``strength``): the static parts of the reference (a fixed
                 background) survive, at the cost of less freedom to move away from it.
+            reference_hold: what of the reference each generated frame must not read: one bool per
+                frame (True: none of it) or a bool mask per frame ``(frames, H, W)`` over the
+                reference image (any size; a latent cell is held where any pixel over it is). A
+                frame's queries get no reference key from its held cells, and its reference latent
+                input is zero there, during the first ``reference_hold_steps`` of the steps run (and
+                a reference detail refiner takes no reference pixel from them).
+                Meant for frames whose figure faces away from the reference's view, which must not
+                show the reference's face (:func:`animate_anyone.pose.facing.reference_hold`).
+            reference_hold_steps: fraction of the steps run that ``reference_hold`` covers.
         """
         # 1. Check inputs
         num_frames = len(pose_frames) if num_frames is None else num_frames
         self.check_inputs(pose_frames, width, height, num_frames, num_inference_steps, guidance_scale,
                           context_frames, context_overlap, compat, strength)
+        if not 0.0 <= reference_hold_steps <= 1.0:
+            raise ValueError(f"reference_hold_steps must be in [0, 1], got {reference_hold_steps}")
         moore = compat == "moore"
         wrap = moore if wrap_around is None else wrap_around
         do_cfg = guidance_scale > 1.0
         model, bank = self.model, self.model.bank
         latent_dtype = self.dtype if moore else torch.float32
         h, w = height // self.vae_factor, width // self.vae_factor
+        hold = None if reference_hold is None else latent_hold(reference_hold, num_frames, (h, w))
         c = int(self.model.config.unet["in_channels"])  # latent channels (4 for SD's autoencoder)
 
         # 2. Reference: CLIP embedding and VAE latent, then the reference pass, once per video
@@ -392,6 +426,9 @@ class AnimateAnyonePipeline:
             pose_cache: dict[int, torch.Tensor] = {}
             cache_pose = len(windows) == 1 or not self.offload
 
+            hold_until = 0 if hold is None or not hold.any() else round(reference_hold_steps * len(timesteps))
+            hold = None if hold is None else hold.to(self.device)
+
             # 6. Denoising loop
             with self._on_device(model.denoising_unet, *self._pose_modules()):
                 for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="denoising")):
@@ -405,6 +442,7 @@ class AnimateAnyonePipeline:
                             if cache_pose:
                                 pose_cache[wi] = pose_features
                         x = latents[:, :, window].to(self.dtype)
+                        bank.hold = hold[window] if i < hold_until else None
                         pred = self._predict(x, t, embeds, uncond_embeds, pose_features, do_cfg, sequential_cfg)
                         acc[:, :, window] += pred.to(acc.dtype)
                     if do_cfg:
@@ -420,11 +458,15 @@ class AnimateAnyonePipeline:
             bank.clear()
             bank.cache_projections = False
             bank.uncond_samples = 0
+            bank.hold = None
             bank.storage_dtype = saved_storage
 
         # 7. Decode (and, for a model with a reference detail refiner, refine against the reference)
         ref_pixels = vae_pixels(ref_image, width, height) if use_reference and model.refiner is not None else None
-        frames = self.decode_latents(latents, decode_chunk_size, reference=ref_pixels)
+        pixel_hold = None
+        if ref_pixels is not None and hold_until:  # the refiner takes no reference pixel a frame is held from
+            pixel_hold = F.interpolate(hold[:, None].float().cpu(), size=(height, width), mode="nearest")[:, 0] > 0
+        frames = self.decode_latents(latents, decode_chunk_size, reference=ref_pixels, hold=pixel_hold)
         return AnimationOutput(frames=frames, windows=windows, timesteps=[int(t) for t in timesteps])
 
     # ---- hooks (the face-reenactment pipeline overrides them) -----------------------------------

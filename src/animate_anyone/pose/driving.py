@@ -22,6 +22,8 @@ class DrivingReport:
     cleaning: CleaningReport
     alignment: AlignReport | None = None
     notes: list[str] = field(default_factory=list)
+    keypoints: PoseSequence | None = None  # the driving keypoints the maps were drawn from
+    reference: PoseSequence | None = None  # the reference image's keypoints (None: not read, or nobody found)
 
     @property
     def warnings(self) -> list[str]:
@@ -85,6 +87,8 @@ def driving_keypoints(
         ref = reference_pose(ref_image, ref_pose, backend=backend, dwpose_dir=dwpose_dir)
         arr = np.asarray(ref_image.convert("RGB") if isinstance(ref_image, Image.Image) else ref_image)
         seq, report.alignment = align_pose(seq, ref, ref_image=arr, ref_size=(arr.shape[1], arr.shape[0]))
+        report.reference = ref
+    report.keypoints = seq
     return seq, report
 
 

@@ -50,6 +50,9 @@ class DataSection:
     # draw some clips more often: {meta field: {value: factor}}, e.g. {motion: {turn: 4}} makes each
     # turning clip of a lab meta file 4x as likely as any other clip; factors of several fields multiply
     oversample: dict[str, dict[str, float]] = field(default_factory=dict)
+    # image/video stages: hide the reference's face from target frames whose figure faces away from it
+    # (the pipeline's reference_hold, from the entries' keypoints files), as `animate --hold-steps 1` does
+    reference_hold: bool = False
 
 
 @dataclass
@@ -126,6 +129,8 @@ class TrainConfig:
                               "model as it is, warm_start_from copies what fits into the preset's")
         if self.noise.eye_loss_weight < 0:
             raise ConfigError(f"noise.eye_loss_weight must be non-negative, got {self.noise.eye_loss_weight}")
+        if self.data.reference_hold and (self.model.reenact or self.stage not in ("image", "video")):
+            raise ConfigError("data.reference_hold applies to the body model's image and video stages only")
         if self.noise.eye_loss_weight and not (self.model.reenact and self.stage in ("image", "video")):
             raise ConfigError("noise.eye_loss_weight needs model.reenact: true and the image or video stage "
                               "(the pupils are read from the upper face map)")

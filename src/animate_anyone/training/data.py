@@ -18,4 +18,5 @@ def build_dataset(cfg: TrainConfig, clip_size: int = 224):
         cfg.stage, list(d.meta), d.width, d.height, num_frames=d.num_frames, sample_rate=d.sample_rate,
         sample_margin=d.sample_margin, crop_scale=d.crop_scale, in_memory=d.in_memory, clip_size=clip_size,
         split=d.split, seed=cfg.seed, pose_fields=FACE_POSE_FIELDS if cfg.model.reenact else ("pose_path",),
+        reference_hold=d.reference_hold,
     )  # fmt: skip

@@ -74,9 +74,11 @@ class DenoiserStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, noisy, timesteps, embeds, pose, ref_latents=None, pose2=None):
+    def forward(self, noisy, timesteps, embeds, pose, ref_latents=None, pose2=None, ref_hold=None):
         if pose2 is not None:  # face reenactment: upper-face and mouth maps
             return self.model(noisy, timesteps, embeds, pose, pose2, ref_latents=ref_latents)
+        if ref_hold is not None:
+            return self.model(noisy, timesteps, embeds, pose, ref_latents=ref_latents, ref_hold=ref_hold)
         return self.model(noisy, timesteps, embeds, pose, ref_latents=ref_latents)
 
 
@@ -550,7 +552,14 @@ class Trainer:
         timesteps = torch.randint(0, sched.config.num_train_timesteps, (b,), device=latents.device)
         noisy = sched.add_noise(latents, noise, timesteps)
         target = sched.get_velocity(latents, noise, timesteps) if cfg.noise.prediction_type == "v_prediction" else noise
-        pred = self.module(noisy, timesteps, embeds.float(), pose.float(), ref_latents=ref_latents, pose2=pose2)
+        hold = None
+        if "ref_hold" in batch and ref_latents is not None and bool(batch["ref_hold"].any()):
+            # (b, f, H, W) pixels -> (b, f, h, w) cells of the reference latent, held where any pixel is
+            pixels = batch["ref_hold"].to(latents.device).float()
+            cells = F.adaptive_max_pool2d(pixels.flatten(0, 1)[:, None], tuple(ref_latents.shape[-2:]))
+            hold = cells[:, 0].unflatten(0, pixels.shape[:2]) > 0
+        pred = self.module(noisy, timesteps, embeds.float(), pose.float(), ref_latents=ref_latents, pose2=pose2,
+                           ref_hold=hold)
         err = F.mse_loss(pred.float(), target.float(), reduction="none")
         if cfg.noise.eye_loss_weight:  # the eyes are a cell or two of the latent: weigh them up
             weights = pupil_loss_weights(pose.float(), tuple(err.shape[-2:]), cfg.noise.eye_loss_weight)
