@@ -38,6 +38,13 @@ def spatial_self_attention_paths(unet: nn.Module) -> list[str]:
     return paths
 
 
+def pool_hold(mask: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """A hold mask ``(..., H, W)`` (pixels or cells) on a coarser ``grid`` ``(..., rows, cols)``,
+    bool: a cell is held where anything under it is (adaptive max-pooling)."""
+    flat = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    return (F.adaptive_max_pool2d(flat, tuple(grid))[:, 0] > 0).reshape(*mask.shape[:-2], *grid)
+
+
 class ReferenceBank:
     """Reference features keyed by transformer-block module path.
 
@@ -117,8 +124,7 @@ class ReferenceBank:
                              f"{size[0]}x{size[1]}")
         if not hold.any():
             return None
-        rows = hold.reshape(-1, 1, *hold.shape[-2:]).float()  # (frames or samples*frames, 1, h, w)
-        cells = (F.adaptive_max_pool2d(rows, grid)[:, 0] > 0).flatten(1)
+        cells = pool_hold(hold, grid).reshape(-1, grid[0] * grid[1])  # (frames, or reading rows, cells)
         return cells if hold.ndim == 4 else cells.repeat(samples, 1)
 
     def key_value(self, path: str, attn: Attention, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:

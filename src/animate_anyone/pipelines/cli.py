@@ -145,6 +145,8 @@ def run_animate(args: argparse.Namespace) -> int:
     from_weights = resolve_settings(args, ANIMATE_DEFAULTS)
     if from_weights:
         print(from_weights, flush=True)
+    if not 0.0 <= args.hold_steps <= 1.0:  # before any pose is extracted
+        raise InputError(f"--hold-steps must be in [0, 1], got {args.hold_steps:g}")
     ref = read_image(args.ref)
     report_lines = []
     hold = None
@@ -175,8 +177,6 @@ def run_animate(args: argparse.Namespace) -> int:
     try:  # cheap checks before any weights are read
         check_call_arguments(len(poses), args.width, args.height, num_frames, args.steps, args.guidance_scale,
                              args.context_frames, args.context_overlap, args.compat, strength=args.strength)
-        if not 0.0 <= args.hold_steps <= 1.0:
-            raise ValueError(f"--hold-steps must be in [0, 1], got {args.hold_steps:g}")
     except ValueError as exc:
         raise InputError(str(exc)) from None
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -26,6 +26,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from ..errors import ConfigError
 from ..models.animate_anyone import AnimateAnyoneModel
 from ..models.presets import ModelConfig, downscale_factor
+from ..models.reference_attention import pool_hold
 from .context import frame_coverage, uniform_windows
 from .preprocess import clip_pixels, pose_pixels, vae_pixels
 
@@ -73,7 +74,7 @@ def latent_hold(hold, num_frames: int, size: tuple[int, int]) -> torch.Tensor:
                          f"got shape {tuple(mask.shape)}")
     if mask.ndim == 1:
         return mask.view(-1, 1, 1).expand(-1, *size).clone()
-    return F.adaptive_max_pool2d(mask[:, None].float(), size)[:, 0] > 0
+    return pool_hold(mask, size)
 
 
 def check_call_arguments(num_pose_frames: int, width: int, height: int, num_frames: int, num_inference_steps: int,

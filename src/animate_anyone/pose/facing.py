@@ -22,6 +22,7 @@ from ..evaluation.pose_metrics import body_size
 
 R_SHOULDER, L_SHOULDER, NECK, NOSE, R_HIP, L_HIP = 2, 5, 1, 0, 8, 11
 HEAD = (0, 14, 15, 16, 17)  # nose, eyes, ears
+FACE = (0, 14, 15)  # nose, eyes
 MIN_SCORE = 0.3
 OPPOSITE = {"front": "back", "back": "front"}
 
@@ -87,8 +88,8 @@ def face_region(reference: np.ndarray, size: tuple[int, int], face: np.ndarray |
     if len(pts) >= 3:
         centre = pts.mean(0)
         radius = float(np.linalg.norm(pts - centre, axis=1).max()) + 1.0
-    elif facing == "front" and len(_visible(reference, (0, 14, 15))):
-        centre = _visible(reference, (0, 14, 15)).mean(0)
+    elif facing == "front" and len(_visible(reference, FACE)):
+        centre = _visible(reference, FACE).mean(0)
         neck = reference[NECK]
         radius = float(np.linalg.norm(centre - neck[:2])) if neck[2] >= MIN_SCORE else head_radius(reference)
     else:

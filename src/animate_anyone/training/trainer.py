@@ -554,10 +554,10 @@ class Trainer:
         target = sched.get_velocity(latents, noise, timesteps) if cfg.noise.prediction_type == "v_prediction" else noise
         hold = None
         if "ref_hold" in batch and ref_latents is not None and bool(batch["ref_hold"].any()):
-            # (b, f, H, W) pixels -> (b, f, h, w) cells of the reference latent, held where any pixel is
-            pixels = batch["ref_hold"].to(latents.device).float()
-            cells = F.adaptive_max_pool2d(pixels.flatten(0, 1)[:, None], tuple(ref_latents.shape[-2:]))
-            hold = cells[:, 0].unflatten(0, pixels.shape[:2]) > 0
+            from ..models.reference_attention import pool_hold
+
+            # (b, f, H, W) pixels -> (b, f, h, w) cells of the reference latent
+            hold = pool_hold(batch["ref_hold"].to(latents.device), tuple(ref_latents.shape[-2:]))
         pred = self.module(noisy, timesteps, embeds.float(), pose.float(), ref_latents=ref_latents, pose2=pose2,
                            ref_hold=hold)
         err = F.mse_loss(pred.float(), target.float(), reduction="none")
