@@ -17,7 +17,10 @@ ground truth; their exact keypoints, drawn as pose maps, drive the model. Printe
   the **lab pose probe** (``animate_anyone.lab.pose_probe``, trained on train-split lab frames with
   exact keypoints; the shipped weights) and **mediapipe** (the bundled general-purpose estimator,
   when the ``pose`` extra is installed; it misses about half of the points on lab characters even in
-  the true frames).
+  the true frames). Two ways per detector: against the exact keypoints ("PCK"), and against the
+  same detector's reading of the true frames ("agreement",
+  :func:`animate_anyone.evaluation.pose_metrics.pose_agreement`: the way real videos, which have no
+  exact keypoints, are scored; a true frame the detector misreads then ranks no method).
 
 Methods, all measured in this run:
 * ``model``            the model as shipped (with its demo settings, reference hold included);
@@ -56,7 +59,12 @@ from animate_anyone.demo import (
     heldout_clip,
     lab_hold,
 )
-from animate_anyone.evaluation.pose_metrics import mask_region_fidelity, pose_fidelity
+from animate_anyone.evaluation.pose_metrics import (
+    body_size,
+    compare_poses,
+    mask_region_fidelity,
+    run_detector,
+)
 from animate_anyone.evaluation.studies import study_detector
 from animate_anyone.lab.background import PATTERNED_BACKGROUNDS
 from animate_anyone.pose.facing import body_facing
@@ -120,6 +128,7 @@ def main(argv=None) -> int:
                   seed=s["seed"], context_frames=s["context_frames"], context_overlap=s["context_overlap"],
                   strength=s["strength"], progress=False)  # fmt: skip
         hold = lab_hold(clip, sl, s["size"], s["hold_steps"])
+        readings = {det: None if fn is None else run_detector(fn, gt) for det, fn in detectors.items()}
         with torch.inference_mode():
             outs = {"model": pipe(Image.fromarray(ref), list(poses), reference_hold=hold,
                                   reference_hold_steps=s["hold_steps"], **kw).to_uint8()}  # fmt: skip
@@ -135,7 +144,7 @@ def main(argv=None) -> int:
             if name != "ground-truth":
                 r["region_psnr"], r["region_l1"] = mask_region_fidelity(frames, gt, region)
             for det, fn in detectors.items():
-                r.update(_pose_scores(frames, seq, fn, facing, det))
+                r.update(_pose_scores(frames, seq, fn, facing, det, None if name == "ground-truth" else readings[det]))
             r.update(info, **{f"frames_{f}": int((facing == f).sum()) for f in FACINGS})
             rows[name].append(r)
         print(f"[{i + 1}/{args.sequences}] {info['category']:8s} {info['motion']:14s} "
@@ -145,12 +154,14 @@ def main(argv=None) -> int:
           f"{s['steps']} steps, guidance {s['guidance']}, strength {s['strength']}, reference hold "
           f"{s['hold_steps']:g} of the steps, {time.perf_counter() - t0:.0f} s\n")
     heads = ["SSIM ↑", "PSNR (dB) ↑", "L1 ↓", "char. PSNR ↑", "char. L1 ↓"] + [f"PCK@0.1 {d} ↑" for d in detectors]
+    heads += [f"agreement {d} ↑" for d in detectors]
     print("| method | " + " | ".join(heads) + " |")
     print("|---" * (len(heads) + 1) + "|")
     for name, rs in rows.items():
         cells = [f"{_mean(rs, 'ssim'):.3f}", f"{_mean(rs, 'psnr'):.2f}", f"{_mean(rs, 'l1'):.4f}",
                  f"{_mean(rs, 'region_psnr'):.2f}", f"{_mean(rs, 'region_l1'):.4f}"]
         cells += [f"{_mean(rs, f'pck_{d}'):.3f}" for d in detectors]
+        cells += [f"{_mean(rs, f'agree_{d}'):.3f}" for d in detectors]
         print(f"| {name} | " + " | ".join("–" if c == "nan" else c for c in cells) + " |")
     print_background_groups(rows)
     print_pose_by_motion(rows, list(detectors))
@@ -186,32 +197,47 @@ def print_pose_by_motion(rows: dict[str, list[dict]], detectors: list[str]) -> N
     sequence are left out of its pair."""
     if not detectors:
         return
-    print("\n| motion | detector | sequences | PCK@0.1 model / no-referencenet / copy / ground truth | "
+    print("\n| motion | detector | score | sequences | model / no-referencenet / copy / ground truth | "
           "model − no-referencenet |")
-    print("|---|---|---|---|---|")
-    for name, turning in (("turning", True), ("the rest", False)):
-        idx = [i for i, r in enumerate(rows["model"]) if str(r.get("motion", "")).startswith("turn") == turning]
+    print("|---|---|---|---|---|---|")
+    for name, turning in (("all", None), ("turning", True), ("the rest", False)):
+        idx = [i for i, r in enumerate(rows["model"])
+               if turning is None or str(r.get("motion", "")).startswith("turn") == turning]  # fmt: skip
         if not idx:
             continue
         for det in detectors:
-            key = f"pck_{det}"
-            sel = {m: [rows[m][i] for i in idx] for m in ("model", "no-referencenet", "copy-reference", "ground-truth")}
-            cells = " / ".join(f"{_mean(sel[m], key):.3f}".replace("nan", "–") for m in sel)
-            print(f"| {name} | {det} | {len(idx)} | {cells} | {_paired(rows, 'no-referencenet', key, idx)} |")
+            for kind, label in (("pck", "PCK@0.1"), ("agree", "agreement")):
+                key = f"{kind}_{det}"
+                sel = {m: [rows[m][i] for i in idx] for m in ("model", "no-referencenet", "copy-reference", "ground-truth")}
+                cells = " / ".join(f"{_mean(sel[m], key):.3f}".replace("nan", "–") for m in sel)
+                print(f"| {name} | {det} | {label} | {len(idx)} | {cells} | "
+                      f"{_paired(rows, 'no-referencenet', key, idx)} |")  # fmt: skip
 
 
-def _pose_scores(frames: np.ndarray, truth, detect, facing: np.ndarray, det: str) -> dict[str, float]:
-    """``pck_<det>``: PCK@0.1 of ``frames`` read by ``detect`` (NaN without one); ``pck_<det>_<f>``:
-    the mean per-frame PCK@0.1 over the frames whose true figure faces ``f`` (NaN: no such frame)."""
+def _pose_scores(frames: np.ndarray, truth, detect, facing: np.ndarray, det: str, truth_reading=None) -> dict[str, float]:
+    """``pck_<det>``: PCK@0.1 of ``frames`` read by ``detect`` against the exact keypoints ``truth``
+    (NaN without a detector); ``pck_<det>_<f>``: the mean per-frame PCK@0.1 over the frames whose true
+    figure faces ``f`` (NaN: no such frame). With ``truth_reading`` (the detector's reading of the
+    true frames), the same as ``agree_<det>`` and ``agree_<det>_<f>`` against it, distances
+    normalised by the exact body size."""
     nan = float("nan")
+    kinds = ["pck"] + (["agree"] if truth_reading is not None else [])
     if detect is None:
-        return {f"pck_{det}": nan, **{f"pck_{det}_{f}": nan for f in FACINGS}}
-    fid = pose_fidelity(frames, truth, detector=detect, thresholds=(0.1,))
-    out = {f"pck_{det}": fid.pck[0.1]}
-    for f in FACINGS:
-        per = fid.per_frame_pck[facing == f]
-        per = per[np.isfinite(per)]
-        out[f"pck_{det}_{f}"] = float(per.mean()) if len(per) else nan
+        return {f"{k}_{det}{f}": nan for k in kinds for f in ("", *(f"_{f}" for f in FACINGS))}
+    reading = run_detector(detect, frames)
+    out = {}
+    for kind in kinds:
+        if kind == "pck":
+            fid = compare_poses(reading, truth, thresholds=(0.1,))
+        else:
+            fid = compare_poses(reading, truth_reading.scaled(truth.width, truth.height), thresholds=(0.1,),
+                                sizes=body_size(truth.body))
+        # no point to score (the detector found nobody in the true frames): no score, not a zero
+        out[f"{kind}_{det}"] = fid.pck[0.1] if np.isfinite(fid.per_frame_pck).any() else nan
+        for f in FACINGS:
+            per = fid.per_frame_pck[facing == f]
+            per = per[np.isfinite(per)]
+            out[f"{kind}_{det}_{f}"] = float(per.mean()) if len(per) else nan
     return out
 
 
@@ -221,26 +247,27 @@ def print_pose_by_facing(rows: dict[str, list[dict]], detectors: list[str]) -> N
     if not detectors:
         return
     methods = [m for m in ("model", "model-no-hold", "no-referencenet", "copy-reference", "ground-truth") if m in rows]
-    print(f"\n| true figure faces | detector | frames | PCK@0.1 {' / '.join(methods)} |")
-    print("|---|---|---|---|")
+    print(f"\n| true figure faces | detector | score | frames | {' / '.join(methods)} |")
+    print("|---|---|---|---|---|")
     for f in FACINGS:
         n = sum(r[f"frames_{f}"] for r in rows["model"])
         if not n:
             continue
         for det in detectors:
-            cells = []
-            for m in methods:
-                pairs = [(r[f"pck_{det}_{f}"], r[f"frames_{f}"]) for r in rows[m] if r[f"frames_{f}"]]
-                pairs = [(v, k) for v, k in pairs if np.isfinite(v)]
-                k = sum(k for _, k in pairs)
-                cells.append(f"{sum(v * k for v, k in pairs) / k:.3f}" if k else "–")
-            print(f"| {f} | {det} | {n} | {' / '.join(cells)} |")
+            for kind, label in (("pck", "PCK@0.1"), ("agree", "agreement")):
+                cells = []
+                for m in methods:
+                    pairs = [(r.get(f"{kind}_{det}_{f}", np.nan), r[f"frames_{f}"]) for r in rows[m] if r[f"frames_{f}"]]
+                    pairs = [(v, k) for v, k in pairs if np.isfinite(v)]
+                    k = sum(k for _, k in pairs)
+                    cells.append(f"{sum(v * k for v, k in pairs) / k:.3f}" if k else "–")
+                print(f"| {f} | {det} | {label} | {n} | {' / '.join(cells)} |")
 
 
 def _paired(rows: dict[str, list[dict]], baseline: str, key: str, idx: list[int]) -> str:
     """Model − ``baseline`` on ``key`` over the sequences ``idx``, pairs a score is missing from left
     out: mean ± standard error (sequences where the model is higher / pairs), "–" for no pair."""
-    d = np.array([rows["model"][i][key] - rows[baseline][i][key] for i in idx], dtype=float)
+    d = np.array([rows["model"][i].get(key, np.nan) - rows[baseline][i].get(key, np.nan) for i in idx], dtype=float)
     d = d[np.isfinite(d)]
     if not len(d):
         return "–"

@@ -159,16 +159,21 @@ def test_lab_quality_splits_pose_fidelity_by_motion(capsys):
     lq = _load("lab_quality")
 
     def row(motion, pck):
-        return {"motion": motion, "pck_probe": pck}
+        return {"motion": motion, "pck_probe": pck, "agree_probe": 1 - pck}
 
     rows = {"model": [row("turn-1", 0.5), row("turn-2", 0.7), row("walk-3", 0.9)],
             "no-referencenet": [row("turn-1", 0.6), row("turn-2", 0.6), row("walk-3", float("nan"))],
             "copy-reference": [row("turn-1", 0.2), row("turn-2", 0.2), row("walk-3", 0.3)],
             "ground-truth": [row("turn-1", 0.9), row("turn-2", 0.9), row("walk-3", 1.0)]}  # fmt: skip
     lq.print_pose_by_motion(rows, ["probe"])
-    lines = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
-    assert lines["| turning"] == "| turning | probe | 2 | 0.600 / 0.600 / 0.200 / 0.900 | +0.000 ± 0.100 (1/2) |"
-    assert lines["| the rest"] == "| the rest | probe | 1 | 0.900 / – / 0.300 / 1.000 | – |"  # no pair to compare
+    lines = capsys.readouterr().out.splitlines()
+    assert "| turning | probe | PCK@0.1 | 2 | 0.600 / 0.600 / 0.200 / 0.900 | +0.000 ± 0.100 (1/2) |" in lines
+    assert "| turning | probe | agreement | 2 | 0.400 / 0.400 / 0.800 / 0.100 | +0.000 ± 0.100 (1/2) |" in lines
+    assert "| the rest | probe | PCK@0.1 | 1 | 0.900 / – / 0.300 / 1.000 | – |" in lines  # no pair to compare
+    assert "| all | probe | PCK@0.1 | 3 | 0.700 / 0.600 / 0.233 / 0.933 | +0.000 ± 0.100 (1/2) |" in lines
+    del rows["model"][0]["agree_probe"]  # a score missing from a row leaves its pair out
+    lq.print_pose_by_motion(rows, ["probe"])
+    assert "| turning | probe | agreement | 2 | 0.300 / 0.400 / 0.800 / 0.100 | -0.100 ± nan (0/1) |" in capsys.readouterr().out.splitlines()
     lq.print_pose_by_motion(rows, [])
     assert capsys.readouterr().out == ""
 
@@ -186,15 +191,16 @@ def test_lab_quality_splits_pose_fidelity_by_facing(capsys):
             "copy-reference": [row(0.9, 0.0, 3, 1), row(nan, nan, 1, 0)],
             "ground-truth": [row(1.0, 0.5, 3, 1), row(1.0, nan, 1, 0)]}  # fmt: skip
     lq.print_pose_by_facing(rows, ["probe"])
-    lines = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
-    assert lines["| front"] == "| front | probe | 4 | 0.875 / 0.700 / 0.900 / 1.000 |"  # weighted by frames
-    assert lines["| back"] == "| back | probe | 1 | 0.200 / 0.600 / 0.000 / 0.500 |"
-    assert "| side" not in lines  # no frame faces sideways
+    lines = capsys.readouterr().out.splitlines()
+    assert "| front | probe | PCK@0.1 | 4 | 0.875 / 0.700 / 0.900 / 1.000 |" in lines  # weighted by frames
+    assert "| back | probe | PCK@0.1 | 1 | 0.200 / 0.600 / 0.000 / 0.500 |" in lines
+    assert "| back | probe | agreement | 1 | – / – / – / – |" in lines  # no agreement scores in these rows
+    assert not any(line.startswith("| side") for line in lines)  # no frame faces sideways
     rows["model-no-hold"] = [row(0.9, 0.1, 3, 1), row(0.5, nan, 1, 0)]  # a model run with a reference hold
     lq.print_pose_by_facing(rows, ["probe"])
     out = capsys.readouterr().out
-    assert "PCK@0.1 model / model-no-hold / no-referencenet / copy-reference / ground-truth |" in out
-    assert "| back | probe | 1 | 0.200 / 0.100 / 0.600 / 0.000 / 0.500 |" in out.splitlines()
+    assert "| frames | model / model-no-hold / no-referencenet / copy-reference / ground-truth |" in out
+    assert "| back | probe | PCK@0.1 | 1 | 0.200 / 0.100 / 0.600 / 0.000 / 0.500 |" in out.splitlines()
 
 
 def test_lab_quality_pose_scores_by_facing():
@@ -218,3 +224,18 @@ def test_lab_quality_pose_scores_by_facing():
     assert scores["pck_probe_front"] == 1.0 and scores["pck_probe_back"] == 0.0
     assert np.isnan(scores["pck_probe_side"])
     assert all(np.isnan(v) for v in lq._pose_scores(None, truth, None, facing, "probe").values())
+    # agreement: against the detector's reading of the true frames, which here misreads frame 2 the
+    # same way, so only frame 1 (read 1 px off, within 0.1 of the exact body size) and 2 agree
+    truth_reading = PoseSequence.empty(3, 64, 64)
+    truth_reading.body[:] = detect(np.zeros((3, 64, 64, 3), np.uint8)).body
+    truth_reading.body[0, :, 0] += 40  # frame 0 of the truth read far off
+    truth_reading.body[1, :, 0] += 1
+    scores = lq._pose_scores(np.zeros((3, 64, 64, 3), np.uint8), truth, detect, facing, "probe", truth_reading)
+    assert scores["pck_probe"] == pytest.approx(2 / 3)  # unchanged
+    assert scores["agree_probe"] == pytest.approx(2 / 3)
+    assert scores["agree_probe_front"] == 0.5 and scores["agree_probe_back"] == 1.0
+    truth_reading.body[..., 2] = 0  # the detector found nobody in the true frames: nothing to agree with
+    scores = lq._pose_scores(np.zeros((3, 64, 64, 3), np.uint8), truth, detect, facing, "probe", truth_reading)
+    assert np.isnan(scores["agree_probe"]) and np.isnan(scores["agree_probe_front"]) and scores["pck_probe"] > 0
+    nones = lq._pose_scores(None, truth, None, facing, "probe", truth_reading)
+    assert set(nones) >= {"agree_probe", "agree_probe_back"} and all(np.isnan(v) for v in nones.values())

@@ -83,6 +83,46 @@ def test_detector_at_another_resolution_is_rescaled():
     assert P.pose_fidelity(FRAMES, driving, detect_half_size).pck[0.05] == 1.0
 
 
+def mirror_detector(driving: PoseSequence):
+    """Reads a frame whose first pixel is 0 as the driving pose with left and right swapped (a
+    blind spot: a figure seen from behind read as seen from the front), any other frame rightly;
+    frames whose first pixel is 2 show the figure without its right arm."""
+    swap = [0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16]
+
+    def detect(frames):
+        body = driving.body.copy()
+        for t, frame in enumerate(frames):
+            if frame[0, 0, 0] == 0:
+                body[t] = driving.body[t, swap]
+            if frame[0, 0, 0] == 2:
+                body[t, 2:5, 2] = 0.0
+        return PoseSequence(body, None, None, W, H, fps=driving.fps)
+
+    return detect
+
+
+def test_pose_agreement_compares_readings_of_generated_and_true_frames():
+    driving = make_driving()
+    detect = mirror_detector(driving)
+    truth = np.zeros((T, H, W, 3), np.uint8)  # the detector misreads every true frame
+    same, other = truth.copy(), truth.copy()
+    other[:, 0, 0] = 1  # frames the detector reads rightly: they do not look like the truth to it
+    assert P.pose_fidelity(same, driving, detect).pck[0.1] < 0.5  # the blind spot ranks these low...
+    assert P.pose_fidelity(other, driving, detect).pck[0.1] == 1.0  # ...and those high
+    agree = P.pose_agreement(same, truth, detect, sizes=P.body_size(driving.body))
+    assert agree.pck[0.1] == 1.0 and agree.mean_error_px == 0  # agreement: the reverse
+    assert P.pose_agreement(other, truth, detect).pck[0.1] < 0.5
+    # only points found in the true frames count, and the default normaliser is their body size
+    no_arm = truth.copy()
+    no_arm[:, 0, 0] = 2
+    res = P.pose_agreement(other, no_arm, detect)
+    assert res.pck[0.1] == 1.0 and res.missed == 0
+    with pytest.raises(ValueError, match="one value per frame"):
+        P.pose_agreement(same, truth, detect, sizes=np.ones(T + 1))
+    with pytest.raises(ValueError, match="ground-truth frames"):
+        P.pose_agreement(same[:2], truth, detect)
+
+
 def test_default_detector_reports_a_missing_extractor(monkeypatch):
     import sys
 

@@ -7,7 +7,8 @@ coordinates of a ``width`` × ``height`` frame) to know where the character shou
   (``detector(frames_uint8) -> PoseSequence``; by default the bundled mediapipe extractor of
   ``animate_anyone.pose.extract``) and compares it with the driving pose: PCK at 0.05 and 0.1 of the
   body size, and the mean keypoint error. **Body size** is the diagonal of the bounding box of the
-  driving body points found in that frame (score ≥ ``min_score``).
+  driving body points found in that frame (score ≥ ``min_score``). **Pose agreement**
+  (:func:`pose_agreement`) compares the detector's readings of generated and of true frames instead.
 * **Temporal flicker** is the mean absolute frame-to-frame change (values in [0, 1]) over the pixels
   where the pose does not move: everything outside capsules drawn around the limbs whose joints
   moved more than ``move_fraction`` × body size between the two frames.
@@ -135,9 +136,45 @@ def pose_fidelity(frames: np.ndarray, driving: PoseSequence, detector: Detector 
     """
     if len(frames) != len(driving):
         raise ValueError(f"{len(frames)} frames but {len(driving)} driving poses")
-    detected = run_detector(detector or default_detector(), frames).scaled(driving.width, driving.height)
+    detected = run_detector(detector or default_detector(), frames)
+    return compare_poses(detected, driving, thresholds=thresholds, min_score=min_score, parts=parts)
+
+
+def pose_agreement(frames: np.ndarray, ground_truth: np.ndarray, detector: Detector | None = None,
+                   sizes: np.ndarray | None = None, thresholds: tuple[float, ...] = PCK_THRESHOLDS,
+                   min_score: float = MIN_SCORE, parts: tuple[str, ...] = ("body",)) -> PoseFidelity:  # fmt: skip
+    """How well the detector's reading of generated ``frames`` agrees with its reading of the
+    ``ground_truth`` frames (both uint8 ``(frames, height, width, 3)``): :func:`pose_fidelity` with
+    the points detected in the true frames as the driving pose.
+
+    This is how pose fidelity is scored on real videos, whose driving poses are detections too. On
+    data with exact keypoints it answers a different question than :func:`pose_fidelity`: a frame
+    the detector misreads (a figure seen from behind read as seen from the front, say) counts only
+    where the detector reads the true frame differently, so a detector's blind spots rank no
+    method. Only points found in the true frame count. ``sizes`` ``(frames,)`` normalises the
+    distances (e.g. the exact driving poses' :func:`body_size`); by default the body size of the
+    points found in the true frame.
+    """
+    if len(frames) != len(ground_truth):
+        raise ValueError(f"{len(frames)} frames but {len(ground_truth)} ground-truth frames")
+    detect = detector or default_detector()
+    return compare_poses(run_detector(detect, frames), run_detector(detect, ground_truth), thresholds=thresholds,
+                         min_score=min_score, parts=parts, sizes=sizes)  # fmt: skip
+
+
+def compare_poses(detected: PoseSequence, driving: PoseSequence, thresholds: tuple[float, ...] = PCK_THRESHOLDS,
+                  min_score: float = MIN_SCORE, parts: tuple[str, ...] = ("body",),
+                  sizes: np.ndarray | None = None) -> PoseFidelity:  # fmt: skip
+    """Score poses ``detected`` in generated frames against ``driving`` (the rules of
+    :func:`pose_fidelity`; ``detected`` is rescaled to ``driving``'s frame size). ``sizes``
+    ``(frames,)`` replaces the driving poses' body sizes as the distance normaliser."""
+    if len(detected) != len(driving):
+        raise ValueError(f"{len(detected)} detected poses but {len(driving)} driving poses")
+    detected = detected.scaled(driving.width, driving.height)
     ref, pred = _points(driving, parts), _points(detected, parts)
-    size = body_size(driving.body, min_score)
+    size = body_size(driving.body, min_score) if sizes is None else np.asarray(sizes, dtype=np.float64)
+    if size.shape != (len(driving),):
+        raise ValueError(f"sizes must have one value per frame ({len(driving)}), got shape {size.shape}")
     visible = (ref[..., 2] >= min_score) & np.isfinite(size)[:, None]
     found = pred[..., 2] >= min_score
     dist = np.linalg.norm(pred[..., :2] - ref[..., :2], axis=-1)
