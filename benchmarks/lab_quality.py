@@ -140,11 +140,16 @@ def main(argv=None) -> int:
         outs["autoencoder"] = pipe.autoencode(gt, reference=ref)  # refined too, if the model has a refiner
         outs["ground-truth"] = gt
         for name, frames in outs.items():
-            r = {} if name == "ground-truth" else frame_metrics(frames, gt)
-            if name != "ground-truth":
+            if name == "model-no-hold" and frames is outs["model"]:  # the same frames: the same scores
+                rows[name].append(dict(rows["model"][-1]))
+                continue
+            truth_row = name == "ground-truth"
+            r = {} if truth_row else frame_metrics(frames, gt)
+            if not truth_row:
                 r["region_psnr"], r["region_l1"] = mask_region_fidelity(frames, gt, region)
-            for det, fn in detectors.items():
-                r.update(_pose_scores(frames, seq, fn, facing, det, None if name == "ground-truth" else readings[det]))
+            for det, fn in detectors.items():  # the true frames are read once, for their row and for agreement
+                reading = readings[det] if truth_row or fn is None else run_detector(fn, frames)
+                r.update(_pose_scores(reading, seq, facing, det, None if truth_row else readings[det]))
             r.update(info, **{f"frames_{f}": int((facing == f).sum()) for f in FACINGS})
             rows[name].append(r)
         print(f"[{i + 1}/{args.sequences}] {info['category']:8s} {info['motion']:14s} "
@@ -214,17 +219,16 @@ def print_pose_by_motion(rows: dict[str, list[dict]], detectors: list[str]) -> N
                       f"{_paired(rows, 'no-referencenet', key, idx)} |")  # fmt: skip
 
 
-def _pose_scores(frames: np.ndarray, truth, detect, facing: np.ndarray, det: str, truth_reading=None) -> dict[str, float]:
-    """``pck_<det>``: PCK@0.1 of ``frames`` read by ``detect`` against the exact keypoints ``truth``
-    (NaN without a detector); ``pck_<det>_<f>``: the mean per-frame PCK@0.1 over the frames whose true
-    figure faces ``f`` (NaN: no such frame). With ``truth_reading`` (the detector's reading of the
-    true frames), the same as ``agree_<det>`` and ``agree_<det>_<f>`` against it, distances
-    normalised by the exact body size."""
+def _pose_scores(reading, truth, facing: np.ndarray, det: str, truth_reading=None) -> dict[str, float]:
+    """``pck_<det>``: PCK@0.1 of a detector's ``reading`` of a method's frames against the exact
+    keypoints ``truth`` (NaN without a reading: no detector); ``pck_<det>_<f>``: the mean per-frame
+    PCK@0.1 over the frames whose true figure faces ``f`` (NaN: no such frame). With
+    ``truth_reading`` (the detector's reading of the true frames), the same as ``agree_<det>`` and
+    ``agree_<det>_<f>`` against it, distances normalised by the exact body size."""
     nan = float("nan")
     kinds = ["pck"] + (["agree"] if truth_reading is not None else [])
-    if detect is None:
+    if reading is None:
         return {f"{k}_{det}{f}": nan for k in kinds for f in ("", *(f"_{f}" for f in FACINGS))}
-    reading = run_detector(detect, frames)
     out = {}
     for kind in kinds:
         if kind == "pck":

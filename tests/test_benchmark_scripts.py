@@ -212,30 +212,28 @@ def test_lab_quality_pose_scores_by_facing():
     truth.body[:, :, 0] = np.linspace(10, 50, 18)
     truth.body[:, :, 1] = np.linspace(5, 60, 18)
 
-    def detect(frames):  # reads frame 2 wrongly, the others exactly
-        out = PoseSequence.empty(len(frames), 64, 64)
-        out.body[:] = truth.body[: len(frames)]
-        out.body[2, :, 0] += 30
-        return out
+    reading = PoseSequence.empty(3, 64, 64)  # a detector's reading of some frames: frame 2 wrong, the others exact
+    reading.body[:] = truth.body
+    reading.body[2, :, 0] += 30
 
     facing = np.array(["front", "front", "back"])
-    scores = lq._pose_scores(np.zeros((3, 64, 64, 3), np.uint8), truth, detect, facing, "probe")
+    scores = lq._pose_scores(reading, truth, facing, "probe")
     assert scores["pck_probe"] == pytest.approx(2 / 3)
     assert scores["pck_probe_front"] == 1.0 and scores["pck_probe_back"] == 0.0
     assert np.isnan(scores["pck_probe_side"])
-    assert all(np.isnan(v) for v in lq._pose_scores(None, truth, None, facing, "probe").values())
+    assert all(np.isnan(v) for v in lq._pose_scores(None, truth, facing, "probe").values())
     # agreement: against the detector's reading of the true frames, which here misreads frame 2 the
     # same way, so only frame 1 (read 1 px off, within 0.1 of the exact body size) and 2 agree
     truth_reading = PoseSequence.empty(3, 64, 64)
-    truth_reading.body[:] = detect(np.zeros((3, 64, 64, 3), np.uint8)).body
+    truth_reading.body[:] = reading.body
     truth_reading.body[0, :, 0] += 40  # frame 0 of the truth read far off
     truth_reading.body[1, :, 0] += 1
-    scores = lq._pose_scores(np.zeros((3, 64, 64, 3), np.uint8), truth, detect, facing, "probe", truth_reading)
+    scores = lq._pose_scores(reading, truth, facing, "probe", truth_reading)
     assert scores["pck_probe"] == pytest.approx(2 / 3)  # unchanged
     assert scores["agree_probe"] == pytest.approx(2 / 3)
     assert scores["agree_probe_front"] == 0.5 and scores["agree_probe_back"] == 1.0
     truth_reading.body[..., 2] = 0  # the detector found nobody in the true frames: nothing to agree with
-    scores = lq._pose_scores(np.zeros((3, 64, 64, 3), np.uint8), truth, detect, facing, "probe", truth_reading)
+    scores = lq._pose_scores(reading, truth, facing, "probe", truth_reading)
     assert np.isnan(scores["agree_probe"]) and np.isnan(scores["agree_probe_front"]) and scores["pck_probe"] > 0
-    nones = lq._pose_scores(None, truth, None, facing, "probe", truth_reading)
+    nones = lq._pose_scores(None, truth, facing, "probe", truth_reading)
     assert set(nones) >= {"agree_probe", "agree_probe_back"} and all(np.isnan(v) for v in nones.values())
