@@ -38,14 +38,22 @@ Methods, all measured in this run:
 
     python benchmarks/lab_quality.py                      # the shipped demo model
     python benchmarks/lab_quality.py --weights runs/demo/stage2/final --sequences 20
+    python benchmarks/lab_quality.py --sequences 40 --save-frames runs/q40_frames   # keep the frames
+    python benchmarks/lab_quality.py --sequences 40 --frames-from runs/q40_frames   # score them again
+
+``--save-frames DIR`` keeps each sequence's generated frames (``seq_NNN.npz``, uint8, the methods
+that need the model) and the settings (``settings.json``); ``--frames-from DIR`` scores those
+frames again (a new detector, say) without the model, in a few minutes instead of most of an hour.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,6 +67,7 @@ from animate_anyone.demo import (
     heldout_clip,
     lab_hold,
 )
+from animate_anyone.errors import InputError
 from animate_anyone.evaluation.pose_metrics import (
     body_size,
     compare_poses,
@@ -72,11 +81,50 @@ from animate_anyone.pose.facing import body_facing
 FACINGS = ("front", "side", "back")
 
 DETECTORS = {"probe": "lab-probe", "mediapipe": "mediapipe"}  # column name -> study_detector's name
+MODEL_METHODS = ("model", "model-no-hold", "no-referencenet", "autoencoder")  # what --save-frames keeps
 
 
-def make_detectors(names) -> dict:
+def save_frames(folder: Path, index: int, outs: dict) -> None:
+    """Write sequence ``index``'s frames of the :data:`MODEL_METHODS` to ``folder`` (atomically;
+    model-no-hold only where it differs from the model)."""
+    keep = {k: v for k, v in outs.items()
+            if k in MODEL_METHODS and not (k == "model-no-hold" and v is outs["model"])}  # fmt: skip
+    path = folder / f"seq_{index:03d}.npz"
+    tmp = path.with_name(f".{path.stem}.partial.npz")
+    np.savez_compressed(tmp, **keep)
+    os.replace(tmp, path)
+
+
+def load_frames(folder: Path, index: int, methods: list[str]) -> dict:
+    """The frames :func:`save_frames` wrote for sequence ``index`` (model-no-hold: the model's
+    frames themselves where it was not saved, so their scores are reused)."""
+    path = folder / f"seq_{index:03d}.npz"
+    try:
+        with np.load(path) as z:
+            outs = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot read the saved frames of sequence {index}: {path} ({exc})") from None
+    if "model-no-hold" in methods and "model-no-hold" not in outs:
+        outs["model-no-hold"] = outs["model"]
+    missing = [m for m in MODEL_METHODS if m in methods and m not in outs]
+    if missing:
+        raise SystemExit(f"error: {path} holds no frames of {', '.join(missing)}")
+    return outs
+
+
+def make_detectors(names, probe: str | None = None) -> dict:
+    """The named detectors (``probe``: the lab probe from that weights folder instead of the shipped
+    one, which must load); another that cannot be made is reported and left out (None)."""
     out = {}
     for name in names:
+        if name == "probe" and probe:
+            from animate_anyone.lab.pose_probe import probe_detector
+
+            try:
+                out[name] = probe_detector(probe)
+            except InputError as exc:
+                raise SystemExit(f"error: {exc}") from None
+            continue
         try:
             out[name] = study_detector(DETECTORS[name])
         except Exception as exc:  # noqa: BLE001 - report and go on without that detector
@@ -99,22 +147,38 @@ def main(argv=None) -> int:
     p.add_argument("--no-pose", action="store_true", help="skip pose fidelity")
     p.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS),
                    help="pose detectors for pose fidelity (default: both)")
+    p.add_argument("--probe", metavar="DIR", help="lab probe weights folder (default: the shipped probe)")
     p.add_argument("--json", help="also write the per-sequence numbers here")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--save-frames", metavar="DIR", help="keep the generated frames and settings here")
+    g.add_argument("--frames-from", metavar="DIR",
+                   help="score the frames a --save-frames run kept here, with its settings, without the model")
     args = p.parse_args(argv)
 
     from animate_anyone.lab.generate import generate_clip  # noqa: F401  (fail early without the lab)
     from animate_anyone.weights.layouts import load_pipeline
 
     weights = args.weights or default_weights()
-    s = demo_settings(__import__("pathlib").Path(weights))
-    if args.steps:
-        s["steps"] = args.steps
-    if args.strength is not None:
-        s["strength"] = args.strength
-    if args.hold_steps is not None:
-        s["hold_steps"] = args.hold_steps
-    detectors = {} if args.no_pose else make_detectors(args.detectors)
-    pipe = load_pipeline(weights)
+    if args.frames_from:
+        saved = Path(args.frames_from)
+        try:
+            s = json.loads((saved / "settings.json").read_text())
+        except (OSError, ValueError) as exc:
+            print(f"error: {saved} holds no readable settings.json of a --save-frames run ({exc})", file=sys.stderr)
+            return 2
+    else:
+        s = demo_settings(Path(weights))
+        if args.steps:
+            s["steps"] = args.steps
+        if args.strength is not None:
+            s["strength"] = args.strength
+        if args.hold_steps is not None:
+            s["hold_steps"] = args.hold_steps
+    detectors = {} if args.no_pose else make_detectors(args.detectors, args.probe)
+    pipe = None if args.frames_from else load_pipeline(weights)
+    if args.save_frames:
+        Path(args.save_frames).mkdir(parents=True, exist_ok=True)
+        (Path(args.save_frames) / "settings.json").write_text(json.dumps(s, indent=1, default=str))
     methods = ["model"] + (["model-no-hold"] if s["hold_steps"] > 0 else [])
     methods += ["no-referencenet", "copy-reference", "autoencoder", "ground-truth"]
     rows: dict[str, list[dict]] = {m: [] for m in methods}
@@ -129,16 +193,22 @@ def main(argv=None) -> int:
                   strength=s["strength"], progress=False)  # fmt: skip
         hold = lab_hold(clip, sl, s["size"], s["hold_steps"])
         readings = {det: None if fn is None else run_detector(fn, gt) for det, fn in detectors.items()}
-        with torch.inference_mode():
-            outs = {"model": pipe(Image.fromarray(ref), list(poses), reference_hold=hold,
-                                  reference_hold_steps=s["hold_steps"], **kw).to_uint8()}  # fmt: skip
-            if "model-no-hold" in rows:
-                outs["model-no-hold"] = (pipe(Image.fromarray(ref), list(poses), **kw).to_uint8()
-                                         if hold is not None and hold.any() else outs["model"])  # fmt: skip
-            outs["no-referencenet"] = pipe(Image.fromarray(ref), list(poses), use_reference=False, **kw).to_uint8()
+        if pipe is None:
+            outs = load_frames(Path(args.frames_from), i, methods)
+        else:
+            with torch.inference_mode():
+                outs = {"model": pipe(Image.fromarray(ref), list(poses), reference_hold=hold,
+                                      reference_hold_steps=s["hold_steps"], **kw).to_uint8()}  # fmt: skip
+                if "model-no-hold" in rows:
+                    outs["model-no-hold"] = (pipe(Image.fromarray(ref), list(poses), **kw).to_uint8()
+                                             if hold is not None and hold.any() else outs["model"])  # fmt: skip
+                outs["no-referencenet"] = pipe(Image.fromarray(ref), list(poses), use_reference=False, **kw).to_uint8()
+            outs["autoencoder"] = pipe.autoencode(gt, reference=ref)  # refined too, if the model has a refiner
+            if args.save_frames:
+                save_frames(Path(args.save_frames), i, outs)
         outs["copy-reference"] = np.repeat(ref[None], len(gt), axis=0)
-        outs["autoencoder"] = pipe.autoencode(gt, reference=ref)  # refined too, if the model has a refiner
         outs["ground-truth"] = gt
+        outs = {m: outs[m] for m in methods}  # the table's order
         for name, frames in outs.items():
             if name == "model-no-hold" and frames is outs["model"]:  # the same frames: the same scores
                 rows[name].append(dict(rows["model"][-1]))

@@ -237,3 +237,44 @@ def test_lab_quality_pose_scores_by_facing():
     assert np.isnan(scores["agree_probe"]) and np.isnan(scores["agree_probe_front"]) and scores["pck_probe"] > 0
     nones = lq._pose_scores(None, truth, facing, "probe", truth_reading)
     assert set(nones) >= {"agree_probe", "agree_probe_back"} and all(np.isnan(v) for v in nones.values())
+
+
+def test_lab_quality_scores_kept_frames_again_as_it_scored_them(tmp_path, capsys):
+    from animate_anyone.models import get_preset
+    from animate_anyone.pipelines import AnimateAnyonePipeline
+    from animate_anyone.weights.layouts import save_pipeline
+
+    lq = _load("lab_quality")
+    weights = tmp_path / "tiny"
+    save_pipeline(AnimateAnyonePipeline.from_config(get_preset("tiny"), seed=0), weights)
+    (weights / "demo.json").write_text(json.dumps({"settings": {"frames": 3, "steps": 2, "size": 64, "gap": 2,
+                                                                 "context_frames": 3}}))  # fmt: skip
+    kept = tmp_path / "kept"
+    args = ["--weights", str(weights), "--sequences", "2", "--no-pose"]
+    assert lq.main(args + ["--save-frames", str(kept), "--json", str(tmp_path / "a.json")]) == 0
+    first = capsys.readouterr().out
+    assert sorted(p.name for p in kept.iterdir()) == ["seq_000.npz", "seq_001.npz", "settings.json"]
+    with np.load(kept / "seq_000.npz") as z:
+        assert sorted(z.files) == ["autoencoder", "model", "no-referencenet"] and z["model"].shape == (3, 64, 64, 3)
+    # scored again without the model (another --weights is not even read): the same numbers
+    assert lq.main(["--weights", str(tmp_path / "nothing"), "--sequences", "2", "--no-pose", "--frames-from", str(kept),
+                    "--json", str(tmp_path / "b.json")]) == 0  # fmt: skip
+    again = capsys.readouterr().out
+    table = [line for line in first.splitlines() if line.startswith("| ")]
+    assert table and table == [line for line in again.splitlines() if line.startswith("| ")]
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text())["rows"] for n in "ab")
+    assert a == b
+    # a sequence that was not kept, a folder without settings: one clear line, no traceback
+    with pytest.raises(SystemExit, match="seq_002.npz"):
+        lq.main(["--sequences", "3", "--no-pose", "--frames-from", str(kept)])
+    assert lq.main(["--no-pose", "--frames-from", str(tmp_path)]) == 2
+    assert "no readable settings.json" in capsys.readouterr().err
+
+
+def test_lab_quality_reads_pose_with_another_probe_when_asked(tmp_path):
+    lq = _load("lab_quality")
+    with pytest.raises(SystemExit, match="error: .*probe"):  # an explicit probe folder must load
+        lq.make_detectors(["probe"], str(tmp_path))
+    shipped = Path(__file__).resolve().parents[1] / "src" / "animate_anyone" / "lab" / "probe_weights"
+    detect = lq.make_detectors(["probe"], str(shipped))["probe"]
+    assert detect(np.zeros((1, 64, 64, 3), np.uint8)).body.shape == (1, 18, 3)

@@ -8,6 +8,7 @@ from animate_anyone.errors import InputError
 from animate_anyone.lab import pose_probe as PP
 from animate_anyone.lab.generate import generate_clip
 from animate_anyone.lab.split import character_ids, clip_motion
+from animate_anyone.pose.facing import body_facing
 from animate_anyone.pose.keypoints import PoseSequence
 
 
@@ -47,19 +48,35 @@ def test_mirroring_swaps_left_and_right_points():
 
 def test_train_load_and_detect(tmp_path):
     info = PP.train_probe(tmp_path, steps=3, batch_size=2, num_characters=2, clips=1, frames_per_clip=2,
-                          val_characters=1, turn_clips=1, log=lambda *_: None)  # fmt: skip
+                          val_characters=1, turn_clips=1, away_clips=1, log=lambda *_: None)  # fmt: skip
     assert (tmp_path / "pose_probe.safetensors").is_file() and (tmp_path / "pose_probe.json").is_file()
     sharp = info["heldout"]["sharp"]
     assert {"pck@0.05", "pck@0.1", "mean_error_norm", "pck@0.1_front", "pck@0.1_back"} <= set(sharp)
     assert sum(sharp[f"frames_{k}"] for k in ("front", "side", "back")) == info["heldout"]["frames"]
-    assert info["heldout_turning"]["frames"] == 6 and info["training"]["frames"] == 2 * 2 + 2 * 2
-    assert info["command"].endswith("--turn-clips 1")
+    assert info["heldout_turning"]["frames"] == 6 and info["training"]["frames"] == 2 * 2 + 2 * 2 + 2 * 2
+    away = info["heldout_walking_away"]
+    assert away["frames"] == 6 and sum(away[f"frames_{c}"] for c in ("human", "cartoon", "robot")) == 6
+    assert info["command"].endswith("--turn-clips 1 --away-clips 1")
     detect = PP.probe_detector(tmp_path)
     frames = np.zeros((3, 64, 96, 3), np.uint8)  # any frame size: resized to the probe's and back
     seq = detect(frames)
     assert isinstance(seq, PoseSequence) and len(seq) == 3 and (seq.width, seq.height) == (96, 64)
     assert (seq.body[..., 0] <= 96).all() and (seq.body[..., 1] <= 64).all()
     assert not seq.face[..., 2].any()
+
+
+def test_away_walks_face_away_and_stay_in_their_split():
+    from animate_anyone.lab.motion import sample_motion
+    from animate_anyone.lab.split import motion_split
+
+    for split in ("train", "heldout"):
+        for cid in character_ids(split, 3):
+            motion = PP.away_walk(cid, 0, split)
+            kind, _, variant = motion.rpartition("-")
+            assert kind == "walk" and motion_split(kind, int(variant)) == split
+            assert abs(np.degrees(sample_motion(kind, int(variant)).params["yaw"])) >= PP.AWAY_YAW
+    frames, bodies = PP._sample_frames("train", 1, 1, 3, seed=0, away=True)
+    assert (body_facing(bodies) == "back").all()  # the figure shows its back in every frame
 
 
 def test_the_face_kind_reads_portrait_landmarks(tmp_path):

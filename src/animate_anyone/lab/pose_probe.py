@@ -18,7 +18,7 @@ that soft generated frames are read as fairly as sharp ones. Two kinds:
 * :func:`train_probe` makes the shipped weights (``probe_weights/``, each with the command, the
   training time and the held-out accuracy in its JSON)::
 
-      python -m animate_anyone.lab.pose_probe --kind body --steps 4000 --turn-clips 2 --output src/animate_anyone/lab/probe_weights
+      python -m animate_anyone.lab.pose_probe --kind body --steps 5000 --turn-clips 2 --away-clips 1 --output src/animate_anyone/lab/probe_weights
       python -m animate_anyone.lab.pose_probe --kind face --output src/animate_anyone/lab/probe_weights
 """
 
@@ -209,11 +209,26 @@ def probe_detector(weights: str | Path | None = None, kind: str = "body", batch:
 # --------------------------------------------------------------------------------------------
 
 
+AWAY_YAW = 150.0  # degrees: a walk whose yaw is at least this far from the viewer walks away
+
+
+def away_walk(character_id: int, clip_index: int, split: str) -> str:
+    """The motion id of a walk of ``split`` seen from behind (``|yaw|`` ≥ :data:`AWAY_YAW`): the
+    character's own walk for that clip, moved on to the next such variant of the split."""
+    from .motion import sample_motion
+    from .split import NUM_VARIANTS, clip_motion, motion_split
+
+    variant = int(clip_motion(character_id, clip_index, split, ("walk",)).rpartition("-")[2])
+    while motion_split("walk", variant) != split or abs(sample_motion("walk", variant).params["yaw"]) < math.radians(AWAY_YAW):
+        variant = (variant + 1) % NUM_VARIANTS
+    return f"walk-{variant:05d}"
+
+
 def _sample_frames(split: str, num_characters: int, clips: int, frames_per_clip: int, seed: int, kind: str = "body",
-                   motions: tuple[str, ...] | None = None):  # fmt: skip
+                   motions: tuple[str, ...] | None = None, away: bool = False):  # fmt: skip
     """Frames and exact points (the body, or the face) of lab clips: ``num_characters`` characters of
-    ``split``, each with ``clips`` motions (of the families ``motions``, default: the kind's),
-    ``frames_per_clip`` frames from 2 s after a random start."""
+    ``split``, each with ``clips`` motions (of the families ``motions``, default: the kind's; with
+    ``away``, walks seen from behind), ``frames_per_clip`` frames from 2 s after a random start."""
     from .generate import generate_clip
     from .split import character_ids, clip_motion
 
@@ -224,7 +239,8 @@ def _sample_frames(split: str, num_characters: int, clips: int, frames_per_clip:
     for cid in character_ids(split, num_characters, start=seed * 10_000 if split == "train" else 0):
         for k in range(clips):
             start = float(rng.uniform(0, 4))
-            clip = generate_clip(cid, clip_motion(cid, k, split, motions), num_frames=frames_per_clip * 6, width=SIZE,
+            motion = away_walk(cid, k, split) if away else clip_motion(cid, k, split, motions)
+            clip = generate_clip(cid, motion, num_frames=frames_per_clip * 6, width=SIZE,
                                  height=SIZE, view_seed=k, start_time=start, framing=framing)  # fmt: skip
             pick = np.sort(rng.choice(len(clip.frames), frames_per_clip, replace=False))
             images.append(clip.frames[pick])
@@ -297,6 +313,22 @@ def probe_accuracy(detect, frames: np.ndarray, points: np.ndarray, kind: str = "
     return out
 
 
+def away_accuracy(detect, num_characters: int = 40, seed: int = 3, frames_per_clip: int = 6) -> dict:
+    """PCK@0.1 of ``detect`` on held-out characters walking away (:func:`away_walk`): over all
+    frames and by character category (the categories' frame counts beside them)."""
+    from .character import sample_character
+    from .split import character_ids
+
+    images, bodies = _sample_frames("heldout", num_characters, 1, frames_per_clip, seed, away=True)
+    category = np.repeat([sample_character(c).category for c in character_ids("heldout", num_characters)], frames_per_clip)
+    out = {"frames": len(images), "pck@0.1": probe_accuracy(detect, images, bodies)["pck@0.1"]}
+    for name in ("human", "cartoon", "robot"):
+        sel = category == name
+        out[f"pck@0.1_{name}"] = probe_accuracy(detect, images[sel], bodies[sel])["pck@0.1"] if sel.any() else math.nan
+        out[f"frames_{name}"] = int(sel.sum())
+    return out
+
+
 def fit(model: nn.Module, batch_loss, steps: int, lr: float, log, t0: float) -> None:
     """AdamW with a linear warm-up and a cosine decay over ``steps`` calls of ``batch_loss()``
     (a fresh augmented batch each), logging every 250 steps; leaves ``model`` in eval mode."""
@@ -317,17 +349,23 @@ def fit(model: nn.Module, batch_loss, steps: int, lr: float, log, t0: float) -> 
 
 def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch_size: int = 16, lr: float = 2e-3, seed: int = 0,
                 num_characters: int = 240, clips: int = 2, frames_per_clip: int = 8, val_characters: int = 40,
-                turn_clips: int = 0, log=print) -> dict:  # fmt: skip
+                turn_clips: int = 0, away_clips: int = 0, log=print) -> dict:  # fmt: skip
     """Train a ``kind`` probe on train-split lab frames and write its safetensors and JSON (config,
     command, accuracy on held-out characters and motions) to ``output``. ``turn_clips``: that many
     more clips per character of turning motions (side and back views), from other train-split
-    characters. The body kind is also checked on held-out turning clips, by facing."""
+    characters; ``away_clips``: that many more of walks seen from behind (where nothing but the
+    head tells a back view from a faceless front one), from others again. The body kind is also
+    checked on held-out turning clips, by facing, and on held-out walks seen from behind, by
+    character category."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     file_name, num_points, _, _, flip_pairs = KINDS[kind]
     images, bodies = _sample_frames("train", num_characters, clips, frames_per_clip, seed, kind)
     if turn_clips:
         more = _sample_frames("train", num_characters, turn_clips, frames_per_clip, seed + 7, kind, ("turn",))
+        images, bodies = np.concatenate([images, more[0]]), np.concatenate([bodies, more[1]])
+    if away_clips:
+        more = _sample_frames("train", num_characters, away_clips, frames_per_clip, seed + 11, kind, away=True)
         images, bodies = np.concatenate([images, more[0]]), np.concatenate([bodies, more[1]])
     val_images, val_bodies = _sample_frames("heldout", val_characters, 1, 6, seed + 1, kind)
     log(f"{len(images)} training frames, {len(val_images)} held-out frames ({time.perf_counter() - t0:.0f} s)")
@@ -349,9 +387,10 @@ def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch
         "config": model.config,
         "kind": kind,
         "command": f"python -m animate_anyone.lab.pose_probe --kind {kind} --output {output} --steps {steps} "
-                   f"--seed {seed} --characters {num_characters}" + (f" --turn-clips {turn_clips}" if turn_clips else ""),
+                   f"--seed {seed} --characters {num_characters}" + (f" --turn-clips {turn_clips}" if turn_clips else "")
+                   + (f" --away-clips {away_clips}" if away_clips else ""),
         "training": {"steps": steps, "batch_size": batch_size, "lr": lr, "frames": len(images),
-                     "characters": num_characters, "turn_clips": turn_clips,
+                     "characters": num_characters, "turn_clips": turn_clips, "away_clips": away_clips,
                      "seconds": round(time.perf_counter() - t0)},  # fmt: skip
         "heldout": {"frames": len(val_images), "sharp": probe_accuracy(detect, val_images, val_bodies, kind),
                     "blurred_sigma_1.5": probe_accuracy(detect, blurred_u8, val_bodies, kind)},  # fmt: skip
@@ -359,6 +398,7 @@ def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch
     if kind == "body":
         turn_images, turn_bodies = _sample_frames("heldout", val_characters, 1, 6, seed + 2, kind, ("turn",))
         info["heldout_turning"] = {"frames": len(turn_images), "sharp": probe_accuracy(detect, turn_images, turn_bodies)}
+        info["heldout_walking_away"] = away_accuracy(detect, val_characters, seed + 3)
     write_json(cfg_file, info)
     log(json.dumps(info["heldout"]))
     return info
@@ -373,12 +413,18 @@ def main(argv=None) -> int:
     p.add_argument("--characters", type=int, default=240, help="train-split characters to draw frames from")
     p.add_argument("--turn-clips", type=int, default=0,
                    help="more clips per character of turning motions (side and back views)")
+    p.add_argument("--away-clips", type=int, default=0,
+                   help="more clips per character of walks seen from behind (body kind)")
     args = p.parse_args(argv)
-    if args.steps < 1 or args.characters < 1 or args.turn_clips < 0:
-        print("error: --steps and --characters must be at least 1, --turn-clips at least 0", file=sys.stderr)
+    if args.steps < 1 or args.characters < 1 or args.turn_clips < 0 or args.away_clips < 0:
+        print("error: --steps and --characters must be at least 1, --turn-clips and --away-clips at least 0",
+              file=sys.stderr)
+        return 2
+    if args.away_clips and args.kind != "body":
+        print("error: --away-clips is for the body probe (a talking-head portrait does not walk)", file=sys.stderr)
         return 2
     train_probe(args.output, kind=args.kind, steps=args.steps, seed=args.seed, num_characters=args.characters,
-                turn_clips=args.turn_clips)
+                turn_clips=args.turn_clips, away_clips=args.away_clips)
     return 0
 
 
