@@ -40,6 +40,7 @@ Methods, all measured in this run:
     python benchmarks/lab_quality.py --weights runs/demo/stage2/final --sequences 20
     python benchmarks/lab_quality.py --sequences 40 --save-frames runs/q40_frames   # keep the frames
     python benchmarks/lab_quality.py --sequences 40 --frames-from runs/q40_frames   # score them again
+    python benchmarks/lab_quality.py --start 40 --sequences 20   # 20 others (held-out #40 to #59)
 
 ``--save-frames DIR`` keeps each sequence's generated frames (``seq_NNN.npz``, uint8, the methods
 that need the model) and the settings (``settings.json``); ``--frames-from DIR`` scores those
@@ -137,6 +138,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", help="model folder (default: the shipped demo model)")
     p.add_argument("--sequences", type=int, default=20)
+    p.add_argument("--start", type=int, default=0,
+                   help="first held-out example (0: the demo's); a later start gives sequences never looked at")
     p.add_argument("--steps", type=int, help="DDIM steps (default: the model's demo setting)")
     p.add_argument("--strength", type=float,
                    help="fraction of the schedule run from the noised reference latent, for the model and "
@@ -154,6 +157,9 @@ def main(argv=None) -> int:
     g.add_argument("--frames-from", metavar="DIR",
                    help="score the frames a --save-frames run kept here, with its settings, without the model")
     args = p.parse_args(argv)
+    if args.sequences < 1 or args.start < 0:
+        print("error: --sequences must be at least 1 and --start at least 0", file=sys.stderr)
+        return 2
 
     from animate_anyone.lab.generate import generate_clip  # noqa: F401  (fail early without the lab)
     from animate_anyone.weights.layouts import load_pipeline
@@ -183,7 +189,7 @@ def main(argv=None) -> int:
     methods += ["no-referencenet", "copy-reference", "autoencoder", "ground-truth"]
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     t0 = time.perf_counter()
-    for i in range(args.sequences):
+    for i in range(args.start, args.start + args.sequences):
         clip, sl = heldout_clip(i, s["size"], s["frames"], s["gap"])
         ref, poses, gt, info = example_parts(clip, sl)
         seq, region = clip.poses.frames(sl), _character_region(clip, sl)
@@ -222,10 +228,10 @@ def main(argv=None) -> int:
                 r.update(_pose_scores(reading, seq, facing, det, None if truth_row else readings[det]))
             r.update(info, **{f"frames_{f}": int((facing == f).sum()) for f in FACINGS})
             rows[name].append(r)
-        print(f"[{i + 1}/{args.sequences}] {info['category']:8s} {info['motion']:14s} "
+        print(f"[{i + 1 - args.start}/{args.sequences}] #{i} {info['category']:8s} {info['motion']:14s} "
               f"SSIM model {rows['model'][-1]['ssim']:.3f} | no-ref {rows['no-referencenet'][-1]['ssim']:.3f} | "
               f"copy {rows['copy-reference'][-1]['ssim']:.3f}", flush=True)  # fmt: skip
-    print(f"\n{args.sequences} held-out sequences, {s['frames']} frames at {s['size']}x{s['size']}, "
+    print(f"\n{args.sequences} held-out sequences (from #{args.start}), {s['frames']} frames at {s['size']}x{s['size']}, "
           f"{s['steps']} steps, guidance {s['guidance']}, strength {s['strength']}, reference hold "
           f"{s['hold_steps']:g} of the steps, {time.perf_counter() - t0:.0f} s\n")
     heads = ["SSIM ↑", "PSNR (dB) ↑", "L1 ↓", "char. PSNR ↑", "char. L1 ↓"] + [f"PCK@0.1 {d} ↑" for d in detectors]

@@ -264,6 +264,13 @@ def test_lab_quality_scores_kept_frames_again_as_it_scored_them(tmp_path, capsys
     assert table and table == [line for line in again.splitlines() if line.startswith("| ")]
     a, b = (json.loads((tmp_path / f"{n}.json").read_text())["rows"] for n in "ab")
     assert a == b
+    # --start: the same held-out examples by their own index
+    assert lq.main(["--start", "1", "--sequences", "1", "--no-pose", "--frames-from", str(kept),
+                    "--json", str(tmp_path / "c.json")]) == 0  # fmt: skip
+    c = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert c == {m: rows[1:] for m, rows in a.items()}
+    assert "#1 " in capsys.readouterr().out
+    assert lq.main(["--start", "-1"]) == 2 and lq.main(["--sequences", "0"]) == 2
     # a sequence that was not kept, a folder without settings: one clear line, no traceback
     with pytest.raises(SystemExit, match="seq_002.npz"):
         lq.main(["--sequences", "3", "--no-pose", "--frames-from", str(kept)])

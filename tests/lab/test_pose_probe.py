@@ -75,6 +75,12 @@ def test_away_walks_face_away_and_stay_in_their_split():
             kind, _, variant = motion.rpartition("-")
             assert kind == "walk" and motion_split(kind, int(variant)) == split
             assert abs(np.degrees(sample_motion(kind, int(variant)).params["yaw"])) >= PP.AWAY_YAW
+    from animate_anyone.lab.split import character_split
+
+    cid = character_ids("heldout", 1)[0]
+    assert PP.away_walk(cid, 0, "all") == PP.away_walk(cid, 0, character_split(cid))  # its own split
+    with pytest.raises(ValueError, match="body probe"):
+        PP.train_probe("unused", kind="face", away_clips=1)
     frames, bodies = PP._sample_frames("train", 1, 1, 3, seed=0, away=True)
     assert (body_facing(bodies) == "back").all()  # the figure shows its back in every frame
 

@@ -214,10 +214,12 @@ AWAY_YAW = 150.0  # degrees: a walk whose yaw is at least this far from the view
 
 def away_walk(character_id: int, clip_index: int, split: str) -> str:
     """The motion id of a walk of ``split`` seen from behind (``|yaw|`` ≥ :data:`AWAY_YAW`): the
-    character's own walk for that clip, moved on to the next such variant of the split."""
+    character's own walk for that clip, moved on to the next such variant of the split
+    (``"all"``: the character's own split)."""
     from .motion import sample_motion
-    from .split import NUM_VARIANTS, clip_motion, motion_split
+    from .split import NUM_VARIANTS, character_split, clip_motion, motion_split
 
+    split = character_split(character_id) if split == "all" else split
     variant = int(clip_motion(character_id, clip_index, split, ("walk",)).rpartition("-")[2])
     while motion_split("walk", variant) != split or abs(sample_motion("walk", variant).params["yaw"]) < math.radians(AWAY_YAW):
         variant = (variant + 1) % NUM_VARIANTS
@@ -357,6 +359,8 @@ def train_probe(output: str | Path, kind: str = "body", steps: int = 3000, batch
     head tells a back view from a faceless front one), from others again. The body kind is also
     checked on held-out turning clips, by facing, and on held-out walks seen from behind, by
     character category."""
+    if away_clips and kind != "body":
+        raise ValueError("away_clips is for the body probe (a talking-head portrait does not walk)")
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     file_name, num_points, _, _, flip_pairs = KINDS[kind]
