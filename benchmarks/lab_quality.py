@@ -160,6 +160,12 @@ def main(argv=None) -> int:
     if args.sequences < 1 or args.start < 0:
         print("error: --sequences must be at least 1 and --start at least 0", file=sys.stderr)
         return 2
+    model_options = [o for o, v in (("--weights", args.weights), ("--steps", args.steps), ("--strength", args.strength),
+                                    ("--hold-steps", args.hold_steps)) if v is not None]  # fmt: skip
+    if args.frames_from and model_options:
+        print(f"error: {', '.join(model_options)} would be ignored: --frames-from scores kept frames with the "
+              "model and settings they were made with", file=sys.stderr)  # fmt: skip
+        return 2
 
     from animate_anyone.lab.generate import generate_clip  # noqa: F401  (fail early without the lab)
     from animate_anyone.weights.layouts import load_pipeline

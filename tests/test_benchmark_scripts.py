@@ -256,9 +256,8 @@ def test_lab_quality_scores_kept_frames_again_as_it_scored_them(tmp_path, capsys
     assert sorted(p.name for p in kept.iterdir()) == ["seq_000.npz", "seq_001.npz", "settings.json"]
     with np.load(kept / "seq_000.npz") as z:
         assert sorted(z.files) == ["autoencoder", "model", "no-referencenet"] and z["model"].shape == (3, 64, 64, 3)
-    # scored again without the model (another --weights is not even read): the same numbers
-    assert lq.main(["--weights", str(tmp_path / "nothing"), "--sequences", "2", "--no-pose", "--frames-from", str(kept),
-                    "--json", str(tmp_path / "b.json")]) == 0  # fmt: skip
+    # scored again without the model: the same numbers
+    assert lq.main(["--sequences", "2", "--no-pose", "--frames-from", str(kept), "--json", str(tmp_path / "b.json")]) == 0
     again = capsys.readouterr().out
     table = [line for line in first.splitlines() if line.startswith("| ")]
     assert table and table == [line for line in again.splitlines() if line.startswith("| ")]
@@ -271,6 +270,12 @@ def test_lab_quality_scores_kept_frames_again_as_it_scored_them(tmp_path, capsys
     assert c == {m: rows[1:] for m, rows in a.items()}
     assert "#1 " in capsys.readouterr().out
     assert lq.main(["--start", "-1"]) == 2 and lq.main(["--sequences", "0"]) == 2
+    # options of the model run would be ignored when scoring kept frames: refused, nothing written
+    capsys.readouterr()
+    assert lq.main(["--frames-from", str(kept), "--weights", str(weights), "--steps", "5", "--json",
+                    str(tmp_path / "d.json")]) == 2  # fmt: skip
+    assert "--weights, --steps would be ignored" in capsys.readouterr().err
+    assert not (tmp_path / "d.json").exists()
     # a sequence that was not kept, a folder without settings: one clear line, no traceback
     with pytest.raises(SystemExit, match="seq_002.npz"):
         lq.main(["--sequences", "3", "--no-pose", "--frames-from", str(kept)])
