@@ -27,6 +27,9 @@ Methods, all measured in this run:
 * ``model-no-hold``    (only when the settings hold the reference back: ``hold_steps`` > 0) the
                        same model without the hold, which differs only on sequences with frames
                        that face away from the reference (the others reuse the model's frames);
+* ``model-no-keep``    (only when the settings keep what does not move: ``keep_steps`` > 0) the
+                       same model without keeping the reference latent where the poses say that
+                       nothing moved (:func:`animate_anyone.pose.static.static_mask`);
 * ``no-referencenet``  the same model and seed with the ReferenceNet switched off (empty bank;
                        a model with a reference latent input loses that too: it rides in the bank;
                        a model with a reference detail refiner runs without it);
@@ -67,6 +70,7 @@ from animate_anyone.demo import (
     frame_metrics,
     heldout_clip,
     lab_hold,
+    lab_keep,
 )
 from animate_anyone.errors import InputError
 from animate_anyone.evaluation.pose_metrics import (
@@ -82,14 +86,15 @@ from animate_anyone.pose.facing import body_facing
 FACINGS = ("front", "side", "back")
 
 DETECTORS = {"probe": "lab-probe", "mediapipe": "mediapipe"}  # column name -> study_detector's name
-MODEL_METHODS = ("model", "model-no-hold", "no-referencenet", "autoencoder")  # what --save-frames keeps
+MODEL_METHODS = ("model", "model-no-hold", "model-no-keep", "no-referencenet", "autoencoder")  # what --save-frames keeps
+VARIANTS = ("model-no-hold", "model-no-keep")  # saved only where they differ from the model's frames
 
 
 def save_frames(folder: Path, index: int, outs: dict) -> None:
     """Write sequence ``index``'s frames of the :data:`MODEL_METHODS` to ``folder`` (atomically;
-    model-no-hold only where it differs from the model)."""
+    the variants only where they differ from the model)."""
     keep = {k: v for k, v in outs.items()
-            if k in MODEL_METHODS and not (k == "model-no-hold" and v is outs["model"])}  # fmt: skip
+            if k in MODEL_METHODS and not (k in VARIANTS and v is outs["model"])}  # fmt: skip
     path = folder / f"seq_{index:03d}.npz"
     tmp = path.with_name(f".{path.stem}.partial.npz")
     np.savez_compressed(tmp, **keep)
@@ -97,16 +102,17 @@ def save_frames(folder: Path, index: int, outs: dict) -> None:
 
 
 def load_frames(folder: Path, index: int, methods: list[str]) -> dict:
-    """The frames :func:`save_frames` wrote for sequence ``index`` (model-no-hold: the model's
-    frames themselves where it was not saved, so their scores are reused)."""
+    """The frames :func:`save_frames` wrote for sequence ``index`` (a variant of the model: the
+    model's frames themselves where it was not saved, so their scores are reused)."""
     path = folder / f"seq_{index:03d}.npz"
     try:
         with np.load(path) as z:
             outs = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: cannot read the saved frames of sequence {index}: {path} ({exc})") from None
-    if "model-no-hold" in methods and "model-no-hold" not in outs:
-        outs["model-no-hold"] = outs["model"]
+    for variant in VARIANTS:
+        if variant in methods and variant not in outs:
+            outs[variant] = outs["model"]
     missing = [m for m in MODEL_METHODS if m in methods and m not in outs]
     if missing:
         raise SystemExit(f"error: {path} holds no frames of {', '.join(missing)}")
@@ -147,6 +153,9 @@ def main(argv=None) -> int:
     p.add_argument("--hold-steps", type=float,
                    help="fraction of the steps during which frames facing away from the reference do not read "
                         "its face (default: the model's demo setting; 0 = off)")
+    p.add_argument("--keep-steps", type=float,
+                   help="fraction of the steps during which the reference latent is kept where the poses say nothing "
+                        "moved (default: the model's demo setting; 0 = off)")
     p.add_argument("--no-pose", action="store_true", help="skip pose fidelity")
     p.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS),
                    help="pose detectors for pose fidelity (default: both)")
@@ -161,7 +170,8 @@ def main(argv=None) -> int:
         print("error: --sequences must be at least 1 and --start at least 0", file=sys.stderr)
         return 2
     model_options = [o for o, v in (("--weights", args.weights), ("--steps", args.steps), ("--strength", args.strength),
-                                    ("--hold-steps", args.hold_steps)) if v is not None]  # fmt: skip
+                                    ("--hold-steps", args.hold_steps), ("--keep-steps", args.keep_steps))
+                     if v is not None]  # fmt: skip
     if args.frames_from and model_options:
         print(f"error: {', '.join(model_options)} would be ignored: --frames-from scores kept frames with the "
               "model and settings they were made with", file=sys.stderr)  # fmt: skip
@@ -186,12 +196,16 @@ def main(argv=None) -> int:
             s["strength"] = args.strength
         if args.hold_steps is not None:
             s["hold_steps"] = args.hold_steps
+        if args.keep_steps is not None:
+            s["keep_steps"] = args.keep_steps
+    s.setdefault("keep_steps", 0.0)  # runs saved before the option
     detectors = {} if args.no_pose else make_detectors(args.detectors, args.probe)
     pipe = None if args.frames_from else load_pipeline(weights)
     if args.save_frames:
         Path(args.save_frames).mkdir(parents=True, exist_ok=True)
         (Path(args.save_frames) / "settings.json").write_text(json.dumps(s, indent=1, default=str))
     methods = ["model"] + (["model-no-hold"] if s["hold_steps"] > 0 else [])
+    methods += ["model-no-keep"] if s["keep_steps"] > 0 else []
     methods += ["no-referencenet", "copy-reference", "autoencoder", "ground-truth"]
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     t0 = time.perf_counter()
@@ -204,16 +218,22 @@ def main(argv=None) -> int:
                   seed=s["seed"], context_frames=s["context_frames"], context_overlap=s["context_overlap"],
                   strength=s["strength"], progress=False)  # fmt: skip
         hold = lab_hold(clip, sl, s["size"], s["hold_steps"])
+        keep = lab_keep(clip, sl, s["size"], s["keep_steps"])
+        keep_kw = dict(reference_keep=keep, reference_keep_steps=s["keep_steps"])
         readings = {det: None if fn is None else run_detector(fn, gt) for det, fn in detectors.items()}
         if pipe is None:
             outs = load_frames(Path(args.frames_from), i, methods)
         else:
             with torch.inference_mode():
                 outs = {"model": pipe(Image.fromarray(ref), list(poses), reference_hold=hold,
-                                      reference_hold_steps=s["hold_steps"], **kw).to_uint8()}  # fmt: skip
+                                      reference_hold_steps=s["hold_steps"], **keep_kw, **kw).to_uint8()}  # fmt: skip
                 if "model-no-hold" in rows:
-                    outs["model-no-hold"] = (pipe(Image.fromarray(ref), list(poses), **kw).to_uint8()
+                    outs["model-no-hold"] = (pipe(Image.fromarray(ref), list(poses), **keep_kw, **kw).to_uint8()
                                              if hold is not None and hold.any() else outs["model"])  # fmt: skip
+                if "model-no-keep" in rows:
+                    outs["model-no-keep"] = (pipe(Image.fromarray(ref), list(poses), reference_hold=hold,
+                                                  reference_hold_steps=s["hold_steps"], **kw).to_uint8()
+                                             if keep is not None and keep.any() else outs["model"])  # fmt: skip
                 outs["no-referencenet"] = pipe(Image.fromarray(ref), list(poses), use_reference=False, **kw).to_uint8()
             outs["autoencoder"] = pipe.autoencode(gt, reference=ref)  # refined too, if the model has a refiner
             if args.save_frames:
@@ -222,7 +242,7 @@ def main(argv=None) -> int:
         outs["ground-truth"] = gt
         outs = {m: outs[m] for m in methods}  # the table's order
         for name, frames in outs.items():
-            if name == "model-no-hold" and frames is outs["model"]:  # the same frames: the same scores
+            if name in VARIANTS and frames is outs["model"]:  # the same frames: the same scores
                 rows[name].append(dict(rows["model"][-1]))
                 continue
             truth_row = name == "ground-truth"
@@ -239,7 +259,8 @@ def main(argv=None) -> int:
               f"copy {rows['copy-reference'][-1]['ssim']:.3f}", flush=True)  # fmt: skip
     print(f"\n{args.sequences} held-out sequences (from #{args.start}), {s['frames']} frames at {s['size']}x{s['size']}, "
           f"{s['steps']} steps, guidance {s['guidance']}, strength {s['strength']}, reference hold "
-          f"{s['hold_steps']:g} of the steps, {time.perf_counter() - t0:.0f} s\n")
+          f"{s['hold_steps']:g} of the steps, reference keep {s['keep_steps']:g} of the steps, "
+          f"{time.perf_counter() - t0:.0f} s\n")
     heads = ["SSIM ↑", "PSNR (dB) ↑", "L1 ↓", "char. PSNR ↑", "char. L1 ↓"] + [f"PCK@0.1 {d} ↑" for d in detectors]
     heads += [f"agreement {d} ↑" for d in detectors]
     print("| method | " + " | ".join(heads) + " |")
@@ -250,6 +271,7 @@ def main(argv=None) -> int:
         cells += [f"{_mean(rs, f'pck_{d}'):.3f}" for d in detectors]
         cells += [f"{_mean(rs, f'agree_{d}'):.3f}" for d in detectors]
         print(f"| {name} | " + " | ".join("–" if c == "nan" else c for c in cells) + " |")
+    print_paired(rows, list(detectors))
     print_background_groups(rows)
     print_pose_by_motion(rows, list(detectors))
     print_pose_by_facing(rows, list(detectors))
@@ -275,6 +297,20 @@ def print_background_groups(rows: dict[str, list[dict]]) -> None:
         print(f"| {name} | {len(idx)} | {_mean(sel['model'], 'ssim'):.3f} / {_mean(sel['copy-reference'], 'ssim'):.3f} / "
               f"{_mean(sel['autoencoder'], 'ssim'):.3f} | {_mean(sel['model'], 'psnr'):.2f} / "
               f"{_mean(sel['copy-reference'], 'psnr'):.2f} | {cells[0]} | {cells[1]} |")
+
+
+def print_paired(rows: dict[str, list[dict]], detectors: list[str]) -> None:
+    """Model − every other method, paired over all sequences (mean ± standard error, sequences where
+    the model is higher)."""
+    keys = [("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("region_psnr", "char. PSNR (dB)")]
+    keys += [(f"pck_{d}", f"PCK {d}") for d in detectors] + [(f"agree_{d}", f"agreement {d}") for d in detectors]
+    idx = list(range(len(rows["model"])))
+    print("\n| model − | " + " | ".join(label for _, label in keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for name in rows:
+        if name in ("model", "ground-truth", "autoencoder"):
+            continue
+        print(f"| {name} | " + " | ".join(_paired(rows, name, key, idx) for key, _ in keys) + " |")
 
 
 def print_pose_by_motion(rows: dict[str, list[dict]], detectors: list[str]) -> None:
@@ -332,7 +368,8 @@ def print_pose_by_facing(rows: dict[str, list[dict]], detectors: list[str]) -> N
     per-facing mean weighted by its number of such frames)."""
     if not detectors:
         return
-    methods = [m for m in ("model", "model-no-hold", "no-referencenet", "copy-reference", "ground-truth") if m in rows]
+    methods = [m for m in ("model", "model-no-hold", "model-no-keep", "no-referencenet", "copy-reference", "ground-truth")
+               if m in rows]
     print(f"\n| true figure faces | detector | score | frames | {' / '.join(methods)} |")
     print("|---|---|---|---|---|")
     for f in FACINGS:

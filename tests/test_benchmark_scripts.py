@@ -290,3 +290,30 @@ def test_lab_quality_reads_pose_with_another_probe_when_asked(tmp_path):
     shipped = Path(__file__).resolve().parents[1] / "src" / "animate_anyone" / "lab" / "probe_weights"
     detect = lq.make_detectors(["probe"], str(shipped))["probe"]
     assert detect(np.zeros((1, 64, 64, 3), np.uint8)).body.shape == (1, 18, 3)
+
+
+def test_lab_quality_scores_the_model_with_and_without_the_reference_keep(tmp_path, capsys):
+    from animate_anyone.models import get_preset
+    from animate_anyone.pipelines import AnimateAnyonePipeline
+    from animate_anyone.weights.layouts import save_pipeline
+
+    lq = _load("lab_quality")
+    weights = tmp_path / "tiny"
+    save_pipeline(AnimateAnyonePipeline.from_config(get_preset("tiny"), seed=0), weights)
+    (weights / "demo.json").write_text(json.dumps({"settings": {"frames": 3, "steps": 2, "size": 64, "gap": 2,
+                                                                 "context_frames": 3, "keep_steps": 1.0}}))  # fmt: skip
+    kept = tmp_path / "kept"
+    args = ["--weights", str(weights), "--start", "60", "--sequences", "1", "--no-pose"]  # #60 talks: mostly still
+    assert lq.main(args + ["--save-frames", str(kept), "--json", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    assert "reference keep 1 of the steps" in out and "| model-no-keep | " in out
+    with np.load(kept / "seq_060.npz") as z:
+        assert "model-no-keep" in z.files and np.abs(z["model"].astype(int) - z["model-no-keep"]).max() > 0
+    rows = json.loads((tmp_path / "a.json").read_text())["rows"]
+    assert rows["model"][0]["psnr"] != rows["model-no-keep"][0]["psnr"]
+    # the same without the keep: no such row
+    assert lq.main(args + ["--keep-steps", "0", "--json", str(tmp_path / "b.json")]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert "model-no-keep" not in b and b["model"][0]["psnr"] == rows["model-no-keep"][0]["psnr"]
+    assert lq.main(["--frames-from", str(kept), "--keep-steps", "1"]) == 2
+    assert "--keep-steps would be ignored" in capsys.readouterr().err

@@ -26,7 +26,7 @@ DEMO_WEIGHTS = "demo_weights"
 # for a lab model whose folder recommends nothing: guidance off, as every lab model so far scored
 # best without it (at 2.0 their colours drift green; README, "Demo model")
 DEFAULT_SETTINGS = {"size": 128, "frames": 24, "gap": 8, "steps": 20, "guidance": 1.0, "context_frames": 8,
-                    "context_overlap": 2, "seed": 42, "strength": 1.0, "hold_steps": 0.0}  # fmt: skip
+                    "context_overlap": 2, "seed": 42, "strength": 1.0, "hold_steps": 0.0, "keep_steps": 0.0}  # fmt: skip
 
 
 def default_weights() -> Path:
@@ -80,6 +80,19 @@ def lab_hold(clip, sl: slice, size: int, hold_steps: float):
     if hold_steps <= 0:
         return None
     return reference_hold(clip.poses.body[0], clip.poses.body[sl], (size, size), face=clip.poses.face[0])
+
+
+def lab_keep(clip, sl: slice, size: int, keep_steps: float):
+    """The pipeline's ``reference_keep`` for a clip from :func:`heldout_clip`: where each frame shows
+    what the reference (frame 0) shows, read from the exact keypoints
+    (:func:`animate_anyone.pose.static.static_mask`); None when ``keep_steps`` is 0."""
+    from .pose.static import static_mask
+
+    if keep_steps <= 0:
+        return None
+    p = clip.poses
+    ref = {"body": p.body[0], "hands": p.hands[0], "face": p.face[0]}
+    return static_mask(ref, {"body": p.body[sl], "hands": p.hands[sl], "face": p.face[sl]}, (size, size))
 
 
 def example_parts(clip, sl: slice):
@@ -146,7 +159,9 @@ def run_demo(out_dir: str | Path, weights: str | Path | None = None, example: in
                       num_inference_steps=s["steps"], guidance_scale=s["guidance"], seed=s["seed"],
                       context_frames=s["context_frames"], context_overlap=s["context_overlap"],
                       strength=s["strength"], reference_hold=lab_hold(clip, sl, s["size"], s["hold_steps"]),
-                      reference_hold_steps=s["hold_steps"], progress=progress).to_uint8()
+                      reference_hold_steps=s["hold_steps"],
+                      reference_keep=lab_keep(clip, sl, s["size"], s["keep_steps"]),
+                      reference_keep_steps=s["keep_steps"], progress=progress).to_uint8()
     seconds = time.perf_counter() - t0
     copy = np.repeat(ref[None], len(gt), axis=0)
     truth, detect = clip.poses.frames(sl), lab_probe()

@@ -181,18 +181,16 @@ def test_settings_come_from_the_weights_folder_unless_a_flag_is_given(inputs, ti
            "32x32 is too small for this model")
 
 
-def test_hold_steps_hold_the_head_of_driving_frames_that_face_away(tiny_folder, tmp_path, capsys, monkeypatch):
-    """--driving keypoints of a lab character turning its back: the frames that face away get a
-    head mask, the others none; a rendered pose video has no keypoints, so nothing is held."""
+def _lab_driving(index, frames, gap, tiny_folder, tmp_path, monkeypatch):
+    """Held-out lab example ``index`` at 64x64 written as a reference image and reference/driving
+    keypoint files; returns (clip, slice, driving keypoints, the recorded pipeline calls' keyword
+    arguments, the animate arguments up to the pose input)."""
     from animate_anyone.demo import heldout_clip
     from animate_anyone.pipelines.pipeline_animate import AnimateAnyonePipeline
     from animate_anyone.pose import save_keypoints
-    from animate_anyone.pose.facing import facing_away
 
-    clip, sl = heldout_clip(0, 64, 12, 16)  # held-out example 0 turns away from the camera
+    clip, sl = heldout_clip(index, 64, frames, gap)
     truth = clip.poses.frames(sl)
-    away = facing_away(clip.poses.body[0], truth.body)
-    assert away.any() and (~away).any()
     ref = write_image(tmp_path / "ref.png", clip.frames[0])
     save_keypoints(clip.poses.frames(slice(0, 1)), tmp_path / "ref.npz")
     save_keypoints(truth, tmp_path / "drv.npz")
@@ -201,6 +199,18 @@ def test_hold_steps_hold_the_head_of_driving_frames_that_face_away(tiny_folder, 
     monkeypatch.setattr(AnimateAnyonePipeline, "__call__", lambda self, *a, **kw: (calls.append(kw), real_call(self, *a, **kw))[1])
     base = ["animate", "--ref", str(ref), "--weights", str(tiny_folder), "--width", "64", "--height", "64",
             "--steps", "2", "--quiet"]  # fmt: skip
+    return clip, sl, truth, calls, base
+
+
+def test_hold_steps_hold_the_head_of_driving_frames_that_face_away(tiny_folder, tmp_path, capsys, monkeypatch):
+    """--driving keypoints of a lab character turning its back: the frames that face away get a
+    head mask, the others none; a rendered pose video has no keypoints, so nothing is held."""
+    from animate_anyone.pose.facing import facing_away
+
+    # held-out example 0 turns away from the camera
+    clip, sl, truth, calls, base = _lab_driving(0, 12, 16, tiny_folder, tmp_path, monkeypatch)
+    away = facing_away(clip.poses.body[0], truth.body)
+    assert away.any() and (~away).any()
     argv = [*base, "--driving", str(tmp_path / "drv.npz"), "--ref-pose", str(tmp_path / "ref.npz"),
             "-o", str(tmp_path / "a.mp4"), "--hold-steps", "0.5"]  # fmt: skip
     assert main(argv) == 0
@@ -219,3 +229,27 @@ def test_hold_steps_hold_the_head_of_driving_frames_that_face_away(tiny_folder, 
     assert calls[-1]["reference_hold"] is None and "reference hold: off" in capsys.readouterr().out
     _fails([*base, "--pose", str(tmp_path / "pose.mp4"), "-o", str(tmp_path / "o.mp4"), "--hold-steps", "2"],
            capsys, tmp_path, "--hold-steps must be in [0, 1]")
+
+
+def test_keep_steps_keep_what_the_driving_keypoints_leave_still(tiny_folder, tmp_path, capsys, monkeypatch):
+    """--driving keypoints of a lab character talking: most of the picture is kept, no moved point
+    is; a rendered pose video has no keypoints, so nothing is kept."""
+    # held-out example 60 talks and gestures
+    clip, sl, truth, calls, base = _lab_driving(60, 6, 8, tiny_folder, tmp_path, monkeypatch)
+    drv = ["--driving", str(tmp_path / "drv.npz"), "--ref-pose", str(tmp_path / "ref.npz"), "--no-align"]
+    assert main([*base, *drv, "-o", str(tmp_path / "a.mp4"), "--keep-steps", "0.5"]) == 0
+    assert "reference keep: " in capsys.readouterr().out
+    keep, steps = calls[-1]["reference_keep"], calls[-1]["reference_keep_steps"]
+    assert steps == 0.5 and keep.shape == (len(truth.body), 64, 64)
+    assert keep.mean() > 0.6 and not keep.all(axis=0).all()
+    moved = np.linalg.norm(truth.body[:, :, :2] - clip.poses.body[0][None, :, :2], axis=-1) > 1.0
+    t, k = np.nonzero(moved & (truth.body[:, :, 2] > 0.3))
+    assert len(t) and not keep[t, np.floor(truth.body[t, k, 1]).astype(int), np.floor(truth.body[t, k, 0]).astype(int)].any()
+
+    assert main([*base, *drv, "-o", str(tmp_path / "b.mp4")]) == 0  # off by default (no demo.json here)
+    assert calls[-1]["reference_keep"] is None and "reference keep" not in capsys.readouterr().out
+    write_video(tmp_path / "pose.mp4", clip.pose_maps()[sl], fps=12)
+    assert main([*base, "--pose", str(tmp_path / "pose.mp4"), "-o", str(tmp_path / "c.mp4"), "--keep-steps", "1"]) == 0
+    assert calls[-1]["reference_keep"] is None and "reference keep: off" in capsys.readouterr().out
+    _fails([*base, "--pose", str(tmp_path / "pose.mp4"), "-o", str(tmp_path / "o.mp4"), "--keep-steps", "-1"],
+           capsys, tmp_path, "--keep-steps must be in [0, 1]")

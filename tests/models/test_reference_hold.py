@@ -11,7 +11,7 @@ from animate_anyone.models import AnimateAnyoneModel
 from animate_anyone.models.presets import get_preset
 from animate_anyone.models.reference_attention import ReferenceBank, ReferenceReadProcessor, _attend
 from animate_anyone.pipelines import AnimateAnyonePipeline
-from animate_anyone.pipelines.pipeline_animate import latent_hold
+from animate_anyone.pipelines.pipeline_animate import latent_hold, latent_keep
 
 from ..conftest import randomise_
 from .test_model_core import _inputs
@@ -100,13 +100,20 @@ def test_latent_hold_pools_pixel_masks_onto_the_latent_grid():
         latent_hold([True], 2, (3, 4))
 
 
-def test_pipeline_hold_covers_the_first_steps():
+def _random_call():
+    """A random-weight lab-style pipeline (with a refiner), a random reference, 3 random pose
+    images and the call's size and steps."""
     pipe = AnimateAnyonePipeline.from_config(_config(refiner=8), seed=0)
     randomise_(pipe.model)
     rng = np.random.default_rng(0)
     ref = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
     poses = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
     kw = dict(width=64, height=64, num_inference_steps=4, progress=False)
+    return pipe, ref, poses, kw
+
+
+def test_pipeline_hold_covers_the_first_steps():
+    pipe, ref, poses, kw = _random_call()
     full = pipe(ref, poses, **kw).frames
     no_ref = pipe(ref, poses, use_reference=False, **kw).frames
     everywhere = [True] * 3  # held from all of the reference: no reference, and no refining against it
@@ -118,3 +125,42 @@ def test_pipeline_hold_covers_the_first_steps():
     assert pipe.model.bank.hold is None
     with pytest.raises(ValueError, match="reference_hold_steps"):
         pipe(ref, poses, reference_hold=everywhere, reference_hold_steps=1.5, **kw)
+
+
+def test_latent_keep_keeps_a_cell_only_where_every_pixel_over_it_is_kept():
+    masks = np.ones((2, 24, 32), dtype=bool)
+    masks[0, 9, 17] = False  # one pixel: latent cell (1, 2) of an 8x latent is not kept
+    out = latent_keep(masks, 2, (3, 4))
+    assert (~out[0]).nonzero().tolist() == [[1, 2]] and out[1].all()
+    with pytest.raises(ValueError, match="one mask per frame"):
+        latent_keep(masks[:1], 2, (3, 4))
+
+
+def test_pipeline_keep_ends_kept_cells_on_the_reference_latent():
+    pipe, ref, poses, kw = _random_call()
+    seen = []
+    full = pipe(ref, poses, callback=lambda i, t, x: seen.append(x.clone()), **kw).frames
+    keep = np.zeros((3, 64, 64), dtype=bool)
+    keep[1, :32, :] = True  # the top half of frame 1
+    kept = []
+    out = pipe(ref, poses, reference_keep=keep, callback=lambda i, t, x: kept.append(x.clone()), **kw).frames
+    _, ref_latent = pipe.encode_reference(ref, 64, 64)
+    h = 32 // pipe.vae_factor
+    torch.testing.assert_close(kept[-1][0, :, 1, :h], ref_latent[0, :, :h].to(kept[-1].dtype))
+    assert (kept[-1][0, :, 1, h:] - seen[-1][0, :, 1, h:]).abs().max() > 1e-4  # the rest is drawn around it
+    assert (kept[-1][0, :, 1, :h] - seen[-1][0, :, 1, :h]).abs().max() > 1e-3
+    assert np.abs(out - full).max() > 1e-3
+    # nothing kept, no step, or no reference: exactly the plain call
+    np.testing.assert_array_equal(pipe(ref, poses, reference_keep=np.zeros_like(keep), **kw).frames, full)
+    np.testing.assert_array_equal(pipe(ref, poses, reference_keep=keep, reference_keep_steps=0.0, **kw).frames, full)
+    np.testing.assert_array_equal(pipe(ref, poses, reference_keep=keep, use_reference=False, **kw).frames,
+                                  pipe(ref, poses, use_reference=False, **kw).frames)
+    # kept for the first half only: the last steps may move away from the reference latent
+    half = []
+    pipe(ref, poses, reference_keep=keep, reference_keep_steps=0.5, callback=lambda i, t, x: half.append(x.clone()), **kw)
+    torch.testing.assert_close(half[0], kept[0])
+    assert (half[-1][0, :, 1, :h] - ref_latent[0, :, :h]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="reference_keep_steps"):
+        pipe(ref, poses, reference_keep=keep, reference_keep_steps=1.5, **kw)
+    with pytest.raises(ValueError, match="one mask per frame"):
+        pipe(ref, poses, reference_keep=keep[:2], **kw)

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # the reference implementation's app; a weights folder's demo.json may recommend others
 ANIMATE_DEFAULTS = {"width": 512, "height": 768, "steps": 25, "guidance_scale": 3.5, "context_frames": 24,
-                    "context_overlap": 4, "strength": 1.0, "hold_steps": 0.0}  # fmt: skip
+                    "context_overlap": 4, "strength": 1.0, "hold_steps": 0.0, "keep_steps": 0.0}  # fmt: skip
 _SETTING_HELP = {
     "width": ("--width", int, "frame width"),
     "height": ("--height", int, "frame height"),
@@ -60,6 +60,9 @@ _SETTING_HELP = {
     "hold_steps": ("--hold-steps", float, "with --driving: fraction of the steps during which frames whose figure "
                    "faces away from the reference's view do not read the reference's face, so it is not painted "
                    "on the back of the head (0 = off, as the reference code)"),
+    "keep_steps": ("--keep-steps", float, "with --driving: fraction of the steps during which the reference latent "
+                   "is kept wherever the poses say nothing moved (the background away from the figure, parts that "
+                   "stay still), so it does not flicker; meant for a still camera (0 = off, as the reference code)"),
 }
 
 
@@ -78,7 +81,8 @@ def resolve_settings(args: argparse.Namespace, defaults: dict) -> str | None:
     from ..weights.layouts import SETTINGS_FILE, recommended_call_arguments
 
     offered = recommended_call_arguments(args.weights)
-    for arg, flag in (("num_inference_steps", "steps"), ("reference_hold_steps", "hold_steps")):
+    for arg, flag in (("num_inference_steps", "steps"), ("reference_hold_steps", "hold_steps"),
+                      ("reference_keep_steps", "keep_steps")):
         if arg in offered:  # call argument -> flag name
             offered[flag] = offered.pop(arg)
     taken = []
@@ -110,17 +114,38 @@ def _grid(ref, poses, result, width, height):
     return np.stack(rows)
 
 
-def _facing_hold(report, ref_image, args):
+def _driving_reference(report, ref_image, args):
+    """The reference's keypoints (read now where ``--no-align`` skipped them), or None: no body."""
+    from ..pose.driving import reference_pose
+
+    if report.reference is None and report.alignment is None:  # --no-align: the reference was not read yet
+        return reference_pose(ref_image, args.ref_pose, backend="dwpose" if args.dwpose_dir else "mediapipe",
+                              dwpose_dir=args.dwpose_dir)  # fmt: skip
+    return report.reference
+
+
+def _static_keep(report, ref, args):
+    """``(masks or None, report line)``: where each driving frame shows what the reference shows
+    (:func:`~animate_anyone.pose.static.static_mask`), over the reference image."""
+    from ..pose.static import static_mask
+
+    if ref is None:
+        return None, "reference keep: off (no body found in the reference image)"
+    seq = report.keypoints
+    parts = ("body", "hands", "face")
+    masks = static_mask({k: getattr(ref, k)[0] for k in parts}, {k: getattr(seq, k) for k in parts},
+                        (ref.height, ref.width))  # fmt: skip
+    return masks, (f"reference keep: {masks.mean():.0%} of the picture stays as the reference shows it (mean over "
+                   f"frames), kept for the first {args.keep_steps:g} of the steps")
+
+
+def _facing_hold(report, ref, args):
     """``(masks or None, report line)``: the reference's face, hidden from the driving frames that
     face away from it (:func:`~animate_anyone.pose.facing.reference_hold`), over the reference image
     (the pipeline stretches the masks onto its reference latent as it does the image)."""
-    from ..pose.driving import reference_pose
     from ..pose.facing import reference_hold
 
-    seq, ref = report.keypoints, report.reference
-    if ref is None and report.alignment is None:  # --no-align: the reference was not read yet
-        ref = reference_pose(ref_image, args.ref_pose, backend="dwpose" if args.dwpose_dir else "mediapipe",
-                             dwpose_dir=args.dwpose_dir)  # fmt: skip
+    seq = report.keypoints
     if ref is None:
         return None, "reference hold: off (no body found in the reference image)"
     masks = reference_hold(ref.body[0], seq.body, (ref.height, ref.width), face=ref.face[0])
@@ -145,11 +170,12 @@ def run_animate(args: argparse.Namespace) -> int:
     from_weights = resolve_settings(args, ANIMATE_DEFAULTS)
     if from_weights:
         print(from_weights, flush=True)
-    if not 0.0 <= args.hold_steps <= 1.0:  # before any pose is extracted
-        raise InputError(f"--hold-steps must be in [0, 1], got {args.hold_steps:g}")
+    for flag, value in (("--hold-steps", args.hold_steps), ("--keep-steps", args.keep_steps)):
+        if not 0.0 <= value <= 1.0:  # before any pose is extracted
+            raise InputError(f"{flag} must be in [0, 1], got {value:g}")
     ref = read_image(args.ref)
     report_lines = []
-    hold = None
+    hold = keep = None
     if args.pose and (args.ref_pose or args.dwpose_dir or args.no_align):
         raise InputError("--ref-pose, --dwpose-dir and --no-align only apply with --driving")
     if args.pose:
@@ -166,11 +192,18 @@ def run_animate(args: argparse.Namespace) -> int:
         for warning in report.warnings:
             print(f"animate-anyone: warning: {warning}", file=sys.stderr)
         report_lines.append(str(report))
+        if args.hold_steps > 0 or args.keep_steps > 0:
+            ref_keypoints = _driving_reference(report, ref, args)
         if args.hold_steps > 0:
-            hold, line = _facing_hold(report, ref, args)
+            hold, line = _facing_hold(report, ref_keypoints, args)
+            report_lines.append(line)
+        if args.keep_steps > 0:
+            keep, line = _static_keep(report, ref_keypoints, args)
             report_lines.append(line)
     if args.pose and args.hold_steps > 0:
         report_lines.append("reference hold: off (a rendered pose video has no keypoints to tell which way the figure faces)")
+    if args.pose and args.keep_steps > 0:
+        report_lines.append("reference keep: off (a rendered pose video has no keypoints to tell what stays still)")
     num_frames = args.num_frames or len(poses)
     if num_frames > len(poses):
         raise InputError(f"--num-frames {num_frames} exceeds the {len(poses)} pose frames given")
@@ -194,7 +227,8 @@ def run_animate(args: argparse.Namespace) -> int:
             wrap_around=True if args.wrap_around else None, compat=args.compat,
             sequential_cfg=args.sequential_cfg, decode_chunk_size=args.decode_chunk_size, progress=not args.quiet,
             strength=args.strength, reference_hold=None if hold is None else hold[:num_frames],
-            reference_hold_steps=args.hold_steps,
+            reference_hold_steps=args.hold_steps, reference_keep=None if keep is None else keep[:num_frames],
+            reference_keep_steps=args.keep_steps,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None

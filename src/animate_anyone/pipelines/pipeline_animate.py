@@ -77,6 +77,16 @@ def latent_hold(hold, num_frames: int, size: tuple[int, int]) -> torch.Tensor:
     return pool_hold(mask, size)
 
 
+def latent_keep(keep, num_frames: int, size: tuple[int, int]) -> torch.Tensor:
+    """A pipeline's ``reference_keep`` (``(frames, H, W)`` bool masks over the output frames) as a
+    bool tensor ``(frames, h, w)`` on the latent grid ``size``: a cell is kept only where every
+    pixel over it is."""
+    mask = torch.as_tensor(np.asarray(keep, dtype=bool))
+    if mask.ndim != 3 or mask.shape[0] != num_frames:
+        raise ValueError(f"reference_keep needs one mask per frame ({num_frames}), got shape {tuple(mask.shape)}")
+    return ~pool_hold(~mask, size)
+
+
 def check_call_arguments(num_pose_frames: int, width: int, height: int, num_frames: int, num_inference_steps: int,
                          guidance_scale: float, context_frames: int, context_overlap: int, compat: str,
                          max_context: int = 32, strength: float = 1.0) -> None:
@@ -337,6 +347,8 @@ class AnimateAnyonePipeline:
         strength: float = 1.0,
         reference_hold: Sequence[bool] | np.ndarray | None = None,
         reference_hold_steps: float = 1.0,
+        reference_keep: np.ndarray | None = None,
+        reference_keep_steps: float = 1.0,
     ) -> AnimationOutput:
         """Generate a video.
 
@@ -377,6 +389,15 @@ class AnimateAnyonePipeline:
                 Meant for frames whose figure faces away from the reference's view, which must not
                 show the reference's face (:func:`animate_anyone.pose.facing.reference_hold`).
             reference_hold_steps: fraction of the steps run that ``reference_hold`` covers.
+            reference_keep: where each generated frame shows what the reference shows, a bool mask
+                per frame ``(frames, H, W)`` over the output (any size; a latent cell is kept only
+                where every pixel over it is; :func:`animate_anyone.pose.static.static_mask` reads
+                it from the poses). In kept cells the latent follows the reference latent noised
+                with the frame's own initial noise to each step's timestep (replaced after every
+                step, as inpainting with a known region), so they end on the reference latent, and
+                the denoiser draws the rest around them. Ignored with ``use_reference=False``.
+            reference_keep_steps: fraction of the steps run during which kept cells are replaced
+                (1: all, so they end exactly on the reference latent).
         """
         # 1. Check inputs
         num_frames = len(pose_frames) if num_frames is None else num_frames
@@ -384,6 +405,8 @@ class AnimateAnyonePipeline:
                           context_frames, context_overlap, compat, strength)
         if not 0.0 <= reference_hold_steps <= 1.0:
             raise ValueError(f"reference_hold_steps must be in [0, 1], got {reference_hold_steps}")
+        if not 0.0 <= reference_keep_steps <= 1.0:
+            raise ValueError(f"reference_keep_steps must be in [0, 1], got {reference_keep_steps}")
         moore = compat == "moore"
         wrap = moore if wrap_around is None else wrap_around
         do_cfg = guidance_scale > 1.0
@@ -391,6 +414,7 @@ class AnimateAnyonePipeline:
         latent_dtype = self.dtype if moore else torch.float32
         h, w = height // self.vae_factor, width // self.vae_factor
         hold = None if reference_hold is None else latent_hold(reference_hold, num_frames, (h, w))
+        keep = None if reference_keep is None else latent_keep(reference_keep, num_frames, (h, w))
         c = int(self.model.config.unet["in_channels"])  # latent channels (4 for SD's autoencoder)
 
         # 2. Reference: CLIP embedding and VAE latent, then the reference pass, once per video
@@ -412,6 +436,7 @@ class AnimateAnyonePipeline:
             latents = torch.randn((1, c, num_frames, h, w), generator=generator,
                                   dtype=self.dtype if moore else torch.float32)
             latents = latents.to(self.device, latent_dtype)
+            noise = latents
 
             # 5. Schedules
             self.scheduler.set_timesteps(num_inference_steps, device=self.device)
@@ -421,6 +446,12 @@ class AnimateAnyonePipeline:
                 timesteps = timesteps[num_inference_steps - run:]
                 start = ref_latents.to(latents.device, latents.dtype).unsqueeze(2).expand_as(latents)
                 latents = self.scheduler.add_noise(start, latents, timesteps[:1])
+            keep_until = 0
+            if keep is not None and use_reference and keep.any() and reference_keep_steps > 0:
+                keep_until = max(1, round(reference_keep_steps * len(timesteps)))
+                keep = keep.to(self.device)[None, None]  # (1, 1, F, h, w)
+                known = ref_latents.to(latents.device, latents.dtype).unsqueeze(2).expand_as(latents)
+                latents = torch.where(keep, self.scheduler.add_noise(known, noise, timesteps[:1]), latents)
             windows = uniform_windows(num_frames, context_frames, context_overlap, wrap_around=wrap)
             coverage = torch.tensor(frame_coverage(windows, num_frames), device=self.device, dtype=torch.float32)
             coverage = coverage.view(1, 1, -1, 1, 1)
@@ -453,6 +484,10 @@ class AnimateAnyonePipeline:
                         # the reference implementation sums overlapping windows without guidance
                         model_output = acc if moore else acc / coverage
                     latents = self.scheduler.step(model_output.to(latent_dtype), t, latents).prev_sample
+                    if i < keep_until:  # the kept cells: the reference latent, noised to the next timestep
+                        target = known if i + 1 == len(timesteps) else \
+                            self.scheduler.add_noise(known, noise, timesteps[i + 1:i + 2])
+                        latents = torch.where(keep, target, latents)
                     if callback is not None:
                         callback(i, int(t), latents)
         finally:

@@ -179,11 +179,11 @@ SETTINGS_FILE = "demo.json"
 SETTING_TYPES = {
     "size": int, "width": int, "height": int, "frames": int, "gap": int, "steps": int, "guidance": (int, float),
     "context_frames": int, "context_overlap": int, "seed": int, "strength": (int, float),
-    "hold_steps": (int, float),
+    "hold_steps": (int, float), "keep_steps": (int, float),
 }  # fmt: skip
 # the settings that `animate` and `reenact` take from the file (the rest describe the demo's clip)
 INFERENCE_SETTINGS = ("size", "width", "height", "steps", "guidance", "context_frames", "context_overlap", "strength",
-                      "hold_steps")
+                      "hold_steps", "keep_steps")
 
 
 def recommended_settings(root: str | Path) -> dict:
@@ -211,13 +211,13 @@ def recommended_settings(root: str | Path) -> dict:
 # demo.json key -> AnimateAnyonePipeline.__call__ argument
 _CALL_ARGUMENTS = {"steps": "num_inference_steps", "guidance": "guidance_scale", "context_frames": "context_frames",
                    "context_overlap": "context_overlap", "strength": "strength",
-                   "hold_steps": "reference_hold_steps"}  # fmt: skip
+                   "hold_steps": "reference_hold_steps", "keep_steps": "reference_keep_steps"}  # fmt: skip
 
 
 def recommended_call_arguments(root: str | Path) -> dict:
     """:func:`recommended_settings` as pipeline call arguments (``width``, ``height``,
     ``num_inference_steps``, ``guidance_scale``, ``context_frames``, ``context_overlap``,
-    ``strength``, ``reference_hold_steps``; only those the file sets, except that a context window without an overlap gets
+    ``strength``, ``reference_hold_steps``, ``reference_keep_steps``; only those the file sets, except that a context window without an overlap gets
     a quarter of its length as overlap): ``pipe(ref, poses, **pipe.recommended)``."""
     settings = recommended_settings(root)
     kwargs = {"width": settings["size"], "height": settings["size"]} if "size" in settings else {}
