@@ -19,18 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .facing import HEAD, MIN_SCORE, NECK, NOSE, _torso
 from .keypoints import BODY_LIMBS, HAND_EDGES
-
-MIN_SCORE = 0.3
-
-
-def _torso(body: np.ndarray) -> float:
-    """Neck to the hips' midpoint of one ``(18, 3)`` pose (NaN when hidden)."""
-    hips = body[[8, 11]]
-    hips = hips[hips[:, 2] >= MIN_SCORE, :2]
-    if body[1, 2] < MIN_SCORE or not len(hips):
-        return float("nan")
-    return float(np.linalg.norm(hips.mean(0) - body[1, :2]))
 
 
 def _moved(ref: np.ndarray, drv: np.ndarray, tol: float) -> np.ndarray:
@@ -67,12 +57,12 @@ def _head_axis(pose: np.ndarray, torso: float):
     """The neck and a point above the head's top (the nose's side of the neck, 2.5 times as far;
     the eyes' and ears' middle where the nose is hidden; straight up by half the torso without
     either), or None without a neck: what a robot's antenna or a tall hairdo sticks out along."""
-    if pose[1, 2] < MIN_SCORE:
+    if pose[NECK, 2] < MIN_SCORE:
         return None
-    neck = pose[1, :2]
-    seen = [k for k in (0, 14, 15, 16, 17) if pose[k, 2] >= MIN_SCORE]
-    if 0 in seen:
-        centre = pose[0, :2]
+    neck = pose[NECK, :2]
+    seen = [k for k in HEAD if pose[k, 2] >= MIN_SCORE]
+    if NOSE in seen:
+        centre = pose[NOSE, :2]
     elif seen:
         centre = pose[seen, :2].mean(0)
     else:
@@ -108,11 +98,11 @@ def static_mask(reference: dict, driving: dict, size: tuple[int, int], *, tolera
     tol = tolerance * max(h, w)
     radius = margin * torso
     head_radius = radius
-    if ref_body[0, 2] >= MIN_SCORE and ref_body[1, 2] >= MIN_SCORE:
-        head_radius = max(radius, 1.6 * float(np.linalg.norm(ref_body[0, :2] - ref_body[1, :2])))
+    if ref_body[NOSE, 2] >= MIN_SCORE and ref_body[NECK, 2] >= MIN_SCORE:
+        head_radius = max(radius, 1.6 * float(np.linalg.norm(ref_body[NOSE, :2] - ref_body[NECK, :2])))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
     head = np.zeros(18, dtype=bool)
-    head[[0, 14, 15, 16, 17]] = True
+    head[list(HEAD)] = True
     for t in range(frames):
         moving = np.zeros((h, w), dtype=bool)
         moved = _moved(ref_body, drv_body[t], tol)
