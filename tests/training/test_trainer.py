@@ -15,7 +15,13 @@ from safetensors.torch import load_file
 
 from animate_anyone.errors import ConfigError, InputError, WeightsError
 from animate_anyone.training import config_from_dict, load_config
-from animate_anyone.training.trainer import Trainer, list_checkpoints, min_snr_weights, pupil_loss_weights
+from animate_anyone.training.trainer import (
+    Trainer,
+    list_checkpoints,
+    min_snr_weights,
+    pose_loss_weights,
+    pupil_loss_weights,
+)
 
 from .synthetic import MovingSquares
 
@@ -59,6 +65,12 @@ def test_strict_config_rejects_unknown_and_mistyped_keys(tmp_path):
         config_from_dict({"noise": {"eye_loss_weight": 4.0}})
     with pytest.raises(ConfigError, match="eye_loss_weight must be non-negative"):
         config_from_dict({"model": {"reenact": True}, "noise": {"eye_loss_weight": -1.0}})
+    with pytest.raises(ConfigError, match="pose_loss_weight must be non-negative"):
+        config_from_dict({"noise": {"pose_loss_weight": -1.0}})
+    for bad in ({"model": {"reenact": True}}, {"stage": "vae"}):
+        with pytest.raises(ConfigError, match="pose_loss_weight applies to the body model"):
+            config_from_dict({**bad, "noise": {"pose_loss_weight": 2.0}})
+    assert config_from_dict({"stage": "video", "noise": {"pose_loss_weight": 2.0}}).noise.pose_loss_weight == 2.0
 
 
 def test_yaml_config_overrides_and_relative_paths(tmp_path):
@@ -341,6 +353,28 @@ def test_eye_loss_weight_weighs_up_the_pupil_cells_of_the_loss(tmp_path):
     with pytest.warns(UserWarning, match="no pupil"):  # the tenth batch in a row without pupils
         for _ in range(9):
             loss(white, 4.0)
+
+
+def test_pose_loss_weights_mark_the_cells_under_the_drawn_pose():
+    maps = torch.zeros(1, 3, 2, 64, 64)
+    maps[0, 0, 0, 20:24, 8:40] = 0.6  # frame 0: a limb across cells (2, 1)..(2, 4) of an 8x8 latent
+    maps[0, 1, 1, 60:64, 60:64] = 0.05  # frame 1: nothing but a faint smudge (below the drawn level)
+    w = pose_loss_weights(maps, (8, 8), 2.0)
+    assert w.shape == (1, 1, 2, 8, 8) and set(torch.unique(w).tolist()) == {1.0, 3.0}
+    marked = {(int(y), int(x)) for y, x in torch.nonzero(w[0, 0, 0] == 3)}
+    assert marked == {(y, x) for y in (1, 2, 3) for x in range(0, 6)}  # the limb's cells and their neighbours
+    assert torch.equal(w[0, 0, 1], torch.ones(8, 8))
+
+
+def test_pose_loss_weight_weighs_up_the_figure_in_the_loss(tmp_path):
+    def loss(tr, weight):  # the same batch and noise every time
+        tr.cfg.noise.pose_loss_weight = weight
+        torch.manual_seed(0)
+        return tr._denoise_loss(tr._batch(0, 0), uncond=False).item()
+
+    tr = Trainer(_cfg(tmp_path, noise={"pose_loss_weight": 2.0, "snr_gamma": None}), dataset=MovingSquares(), cpu=True)
+    plain, weighted = loss(tr, 0.0), loss(tr, 2.0)
+    assert plain < weighted < 3 * plain  # the square's cells count three times, the rest once
 
 
 def test_bad_samples_are_skipped_and_all_bad_stops_cleanly(tmp_path):

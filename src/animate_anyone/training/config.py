@@ -64,6 +64,9 @@ class NoiseSection:
     noise_offset: float = 0.05
     uncond_ratio: float = 0.1  # probability that a whole batch is unconditional (no reference, blank CLIP input)
     eye_loss_weight: float = 0.0  # reenact: the loss counts (1 + this) on latent cells at and next to the pupils
+    # body model: the loss counts (1 + this) on latent cells under the drawn pose map and next to them
+    # (the figure's skeleton), 1 on the rest (mostly background, which the reference already shows)
+    pose_loss_weight: float = 0.0
 
 
 @dataclass
@@ -127,6 +130,10 @@ class TrainConfig:
         if self.model.warm_start_from and self.model.init_from:
             raise ConfigError("model.warm_start_from and model.init_from exclude each other: init_from loads a "
                               "model as it is, warm_start_from copies what fits into the preset's")
+        if self.noise.pose_loss_weight < 0:
+            raise ConfigError(f"noise.pose_loss_weight must be non-negative, got {self.noise.pose_loss_weight}")
+        if self.noise.pose_loss_weight and (self.model.reenact or self.stage not in ("image", "video")):
+            raise ConfigError("noise.pose_loss_weight applies to the body model's image and video stages only")
         if self.noise.eye_loss_weight < 0:
             raise ConfigError(f"noise.eye_loss_weight must be non-negative, got {self.noise.eye_loss_weight}")
         if self.data.reference_hold and (self.model.reenact or self.stage not in ("image", "video")):

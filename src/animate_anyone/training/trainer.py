@@ -141,6 +141,16 @@ def pupil_loss_weights(upper: torch.Tensor, latent_hw: tuple[int, int], extra: f
     return (1 + extra * cells).unflatten(0, (b, f)).transpose(1, 2)
 
 
+def pose_loss_weights(pose: torch.Tensor, latent_hw: tuple[int, int], extra: float) -> torch.Tensor:
+    """Loss weights ``(b, 1, f, h, w)`` for the latent ``latent_hw``: ``1 + extra`` on every cell
+    under a drawn pixel of the pose maps ``pose`` ``(b, 3, f, H, W)`` in [0, 1] (black background) or
+    next to one (3×3 cells), 1 elsewhere: the figure counts more than the background around it."""
+    b, _, f, H, W = pose.shape
+    drawn = (pose.amax(1) > 0.1).float().flatten(0, 1)[:, None]  # (b*f, 1, H, W)
+    cells = F.max_pool2d(F.adaptive_max_pool2d(drawn, latent_hw), 3, stride=1, padding=1)
+    return (1 + extra * cells).unflatten(0, (b, f)).transpose(1, 2)
+
+
 def trainable_parameters(stage: str, model) -> dict[str, nn.Parameter]:
     """The parameters each stage trains (everything else is frozen):
 
@@ -568,6 +578,8 @@ class Trainer:
                 warnings.warn("noise.eye_loss_weight: no pupil (yellow dot) in the upper face maps of 10 "
                               "training batches in a row; the loss is unweighted there", stacklevel=2)
             err = err * weights
+        if cfg.noise.pose_loss_weight:  # the figure counts more than the background the reference shows
+            err = err * pose_loss_weights(pose.float(), tuple(err.shape[-2:]), cfg.noise.pose_loss_weight)
         per_sample = err.mean(dim=(1, 2, 3, 4))
         if cfg.noise.snr_gamma:
             w = min_snr_weights(sched.alphas_cumprod, timesteps, cfg.noise.snr_gamma,
