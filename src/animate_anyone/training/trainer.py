@@ -133,21 +133,23 @@ def pupil_loss_weights(upper: torch.Tensor, latent_hw: tuple[int, int], extra: f
     landmark with green (0, 255, 0) ones (:mod:`animate_anyone.pose.face`)."""
     from ..pose.face import PUPIL_COLOR
 
-    b, _, f, H, W = upper.shape
     colour = torch.tensor(PUPIL_COLOR, dtype=upper.dtype, device=upper.device).view(1, 3, 1, 1, 1) / 255
-    pupil = ((upper - colour).abs() < 0.75).all(1).float().flatten(0, 1)[:, None]  # (b*f, 1, H, W)
-    cells = F.adaptive_max_pool2d(pupil, latent_hw)
-    cells = F.max_pool2d(cells, 3, stride=1, padding=1)
-    return (1 + extra * cells).unflatten(0, (b, f)).transpose(1, 2)
+    return _cell_weights(((upper - colour).abs() < 0.75).all(1), latent_hw, extra)
 
 
 def pose_loss_weights(pose: torch.Tensor, latent_hw: tuple[int, int], extra: float) -> torch.Tensor:
     """Loss weights ``(b, 1, f, h, w)`` for the latent ``latent_hw``: ``1 + extra`` on every cell
     under a drawn pixel of the pose maps ``pose`` ``(b, 3, f, H, W)`` in [0, 1] (black background) or
     next to one (3×3 cells), 1 elsewhere: the figure counts more than the background around it."""
-    b, _, f, H, W = pose.shape
-    drawn = (pose.amax(1) > 0.1).float().flatten(0, 1)[:, None]  # (b*f, 1, H, W)
-    cells = F.max_pool2d(F.adaptive_max_pool2d(drawn, latent_hw), 3, stride=1, padding=1)
+    return _cell_weights(pose.amax(1) > 0.1, latent_hw, extra)
+
+
+def _cell_weights(marked: torch.Tensor, latent_hw: tuple[int, int], extra: float) -> torch.Tensor:
+    """``(b, 1, f, h, w)``: ``1 + extra`` on the latent cells ``latent_hw`` under a marked pixel of
+    ``marked`` ``(b, f, H, W)`` bool or next to one (3×3 cells), 1 elsewhere."""
+    b, f = marked.shape[:2]
+    cells = F.adaptive_max_pool2d(marked.float().flatten(0, 1)[:, None], latent_hw)  # (b*f, 1, h, w)
+    cells = F.max_pool2d(cells, 3, stride=1, padding=1)
     return (1 + extra * cells).unflatten(0, (b, f)).transpose(1, 2)
 
 
