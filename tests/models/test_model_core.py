@@ -298,3 +298,34 @@ def test_compiled_denoiser_matches_eager_on_the_demo_model():
         pipe.compile()
         compiled = np.asarray(pipe(Image.fromarray(ref), list(poses), **kw).frames)
     np.testing.assert_allclose(compiled, eager, atol=1e-4)
+
+
+def test_denoiser_traces_as_one_graph_and_clears_its_pose_residual():
+    """The pose features reach ``conv_in``'s output through an attribute set around the call:
+    dynamo traces a guided, reference-reading, pose-conditioned call as one graph (``--compile``
+    fuses across all of it), and the residual never outlives a call, not even one that fails."""
+    from animate_anyone.models.presets import get_preset
+
+    torch.manual_seed(0)
+    model = AnimateAnyoneModel(get_preset("tiny")).eval()
+    unet, bank = model.denoising_unet, model.bank
+    emb = torch.randn(1, 1, 32)
+    x, pose = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 32, 3, 8, 8)
+    with torch.no_grad():
+        model.write_reference(torch.randn(1, 4, 8, 8), emb)
+        bank.uncond_samples = 1
+        explained = torch._dynamo.explain(unet)(x, torch.tensor(500), torch.cat([torch.zeros_like(emb), emb]),
+                                                pose_features=pose)
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+        assert unet.conv_in.residual is None
+        # the residual is what the call adds after conv_in: without pose features the output changes
+        bank.uncond_samples = 0
+        with_pose = unet(x[:1], 500, emb, pose_features=pose[:1])
+        assert not torch.allclose(with_pose, unet(x[:1], 500, emb))
+        with pytest.raises(ValueError):
+            unet(x[:1], 500, torch.cat([emb, emb]), pose_features=pose[:1])  # batch mismatch
+        assert unet.conv_in.residual is None
+        with pytest.raises(RuntimeError):
+            unet(x[:1, :3], 500, emb, pose_features=pose[:1])  # 3 latent channels: conv_in fails
+        assert unet.conv_in.residual is None
+        torch.testing.assert_close(unet(x[:1], 500, emb, pose_features=pose[:1]), with_pose)

@@ -87,6 +87,22 @@ class FrameGroupNorm(nn.GroupNorm):
         return y.reshape(b, f, c, h, w).transpose(1, 2)  # (b, c, f, h, w)
 
 
+class ResidualConv2d(nn.Conv2d):
+    """``conv_in`` of the denoising UNet: a ``Conv2d`` (same parameters and state-dict keys) that
+    adds :attr:`residual` to its output when one is set.
+
+    The denoiser sets the residual (pose features, reference latent path) around a call of
+    diffusers' forward. A forward hook registered per call would do the same, but registering
+    it breaks a ``torch.compile`` graph in two; an attribute does not.
+    """
+
+    residual: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out if self.residual is None else out + self.residual
+
+
 class SwitchableMotionModule(AnimateDiffTransformer3D):
     """A motion module that can be bypassed (``enabled = False`` makes it the identity).
 
@@ -131,6 +147,7 @@ class DenoisingUNet(UNetMotionModel):
             for block in module.transformer_blocks:
                 block.attn1.set_processor(TemporalAttnProcessor())
                 block.attn2.set_processor(TemporalAttnProcessor())
+        self.conv_in.__class__ = ResidualConv2d  # same parameters; adds the pose features
         install_single_token_cross_attention(self)  # the CLIP context is one token
         self.reference_bank: ReferenceBank | None = None
 
@@ -183,7 +200,6 @@ class DenoisingUNet(UNetMotionModel):
             raise ValueError(f"encoder_hidden_states has batch {encoder_hidden_states.shape[0]}, sample has {b}")
         # (b, tokens, dim) -> (b*f, tokens, dim): the spatial blocks see one row per frame
         encoder_hidden_states = encoder_hidden_states.repeat_interleave(f, dim=0)
-        hook = None
         residual = None
         if pose_features is not None:
             if pose_features.shape[0] != b or pose_features.shape[2:] != (f, h, w):
@@ -198,13 +214,11 @@ class DenoisingUNet(UNetMotionModel):
         reference = self._reference_latent_residual(b, f, (h, w), sample.dtype)
         if reference is not None:
             residual = reference if residual is None else residual + reference
-        if residual is not None:
-            hook = self.conv_in.register_forward_hook(lambda _m, _i, out: out + residual)
+        self.conv_in.residual = residual
         try:
             out = super().forward(sample, timestep, encoder_hidden_states, return_dict=return_dict, **kwargs)
         finally:
-            if hook is not None:
-                hook.remove()
+            self.conv_in.residual = None
         return out if return_dict else out[0]
 
     def _reference_latent_residual(self, batch: int, frames: int, size: tuple[int, int],
