@@ -151,7 +151,8 @@ def test_settings_come_from_the_weights_folder_unless_a_flag_is_given(inputs, ti
     weights = tmp_path / "w"
     shutil.copytree(tiny_folder, weights)
     (weights / "demo.json").write_text(json.dumps({"settings": {
-        "size": 40, "steps": 7, "guidance": 1.0, "context_frames": 4, "context_overlap": 1, "frames": 99}}))
+        "size": 40, "steps": 7, "guidance": 1.0, "context_frames": 4, "context_overlap": 1, "frames": 99,
+        "hold_steps": 0.25, "keep_steps": 0.5}}))
     base = ["animate", "--ref", str(ref), "--pose", str(pose), "--weights", str(weights), "--quiet"]
 
     assert main([*base, "-o", str(tmp_path / "a.mp4")]) == 0
@@ -160,12 +161,14 @@ def test_settings_come_from_the_weights_folder_unless_a_flag_is_given(inputs, ti
     kw = calls[-1]
     assert (kw["width"], kw["height"], kw["num_inference_steps"], kw["guidance_scale"]) == (40, 40, 7, 1.0)
     assert (kw["context_frames"], kw["context_overlap"], kw["num_frames"]) == (4, 1, 5)
+    assert (kw["reference_hold_steps"], kw["reference_keep_steps"]) == (0.25, 0.5)  # --hold-steps, --keep-steps
 
     assert main([*base, "-o", str(tmp_path / "b.mp4"), "--width", "48", "--steps", "2", "--guidance-scale", "2"]) == 0
     kw = calls[-1]
     assert (kw["width"], kw["height"], kw["num_inference_steps"], kw["guidance_scale"]) == (48, 40, 2, 2.0)
     assert read_video(tmp_path / "b.mp4").size == (48, 40)
-    assert ": height 40, context-frames 4, context-overlap 1 (" in capsys.readouterr().out  # only what came from the file
+    assert ": height 40, context-frames 4, context-overlap 1, hold-steps 0.25, keep-steps 0.5 (" in \
+        capsys.readouterr().out  # only what came from the file
 
     (weights / "demo.json").unlink()  # no recommendation: the reference app's defaults
     assert main([*base, "-o", str(tmp_path / "c.mp4"), "--width", "40", "--height", "40"]) == 0

@@ -78,13 +78,11 @@ def resolve_settings(args: argparse.Namespace, defaults: dict) -> str | None:
     """Fill every setting flag the user left out: from the weights folder's recommended settings
     (``demo.json``) where it has one, else from ``defaults``. Returns a line naming what came from
     the folder, or None."""
-    from ..weights.layouts import SETTINGS_FILE, recommended_call_arguments
+    from ..weights.layouts import CALL_ARGUMENTS, SETTINGS_FILE, recommended_call_arguments
 
-    offered = recommended_call_arguments(args.weights)
-    for arg, flag in (("num_inference_steps", "steps"), ("reference_hold_steps", "hold_steps"),
-                      ("reference_keep_steps", "keep_steps")):
-        if arg in offered:  # call argument -> flag name
-            offered[flag] = offered.pop(arg)
+    # call argument -> setting name, where the flag is named after the demo.json key (--steps, --hold-steps)
+    flag_of = {arg: key for key, arg in CALL_ARGUMENTS.items() if key in defaults}
+    offered = {flag_of.get(arg, arg): value for arg, value in recommended_call_arguments(args.weights).items()}
     taken = []
     for name, default in defaults.items():
         if getattr(args, name) is not None:

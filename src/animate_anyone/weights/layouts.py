@@ -209,9 +209,9 @@ def recommended_settings(root: str | Path) -> dict:
 
 
 # demo.json key -> AnimateAnyonePipeline.__call__ argument
-_CALL_ARGUMENTS = {"steps": "num_inference_steps", "guidance": "guidance_scale", "context_frames": "context_frames",
-                   "context_overlap": "context_overlap", "strength": "strength",
-                   "hold_steps": "reference_hold_steps", "keep_steps": "reference_keep_steps"}  # fmt: skip
+CALL_ARGUMENTS = {"steps": "num_inference_steps", "guidance": "guidance_scale", "context_frames": "context_frames",
+                  "context_overlap": "context_overlap", "strength": "strength",
+                  "hold_steps": "reference_hold_steps", "keep_steps": "reference_keep_steps"}  # fmt: skip
 
 
 def recommended_call_arguments(root: str | Path) -> dict:
@@ -222,7 +222,7 @@ def recommended_call_arguments(root: str | Path) -> dict:
     settings = recommended_settings(root)
     kwargs = {"width": settings["size"], "height": settings["size"]} if "size" in settings else {}
     kwargs.update({k: settings[k] for k in ("width", "height") if k in settings})
-    kwargs.update({arg: settings[key] for key, arg in _CALL_ARGUMENTS.items() if key in settings})
+    kwargs.update({arg: settings[key] for key, arg in CALL_ARGUMENTS.items() if key in settings})
     if "context_frames" in kwargs and "context_overlap" not in kwargs:  # the default 4 may not fit
         kwargs["context_overlap"] = kwargs["context_frames"] // 4
     return kwargs
